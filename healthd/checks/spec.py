@@ -1,0 +1,99 @@
+"""What a check needs to run, and what it reports: the vocabulary shared by config, checks and engine.
+
+The config layer resolves every default into a CheckSpec, so a check never looks
+anything up; the engine schedules one task per distinct CheckSpec (its identity)
+and feeds the Outcome to the health state of every real that shares it.
+Nothing here knows about IPVS or about ldirectord.cf syntax.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class CheckType(str, enum.Enum):
+    """ldirectord's `checktype`; a numeric checktype becomes NEGOTIATE with connect_every > 0."""
+
+    NEGOTIATE = "negotiate"
+    CONNECT = "connect"
+    PING = "ping"
+    EXTERNAL = "external"
+    EXTERNAL_PERL = "external-perl"
+    ON = "on"
+    OFF = "off"
+
+
+# Every `service=` value ldirectord knows. Which of them healthd can run is
+# decided by healthd.checks.registry.SUPPORTED_SERVICES.
+KNOWN_SERVICES: frozenset[str] = frozenset(
+    {
+        "dns", "ftp", "http", "https", "http_proxy", "imap", "imaps", "ldap", "ldaps",
+        "mysql", "nntp", "none", "oracle", "pgsql", "pop", "pops", "radius", "simpletcp",
+        "sip", "smtp", "submission",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckSpec:
+    """One fully resolved check. Equal specs are the same check identity and run once.
+
+    `address`/`port` are where the check connects (the real's address and its
+    checkport, or the host and port of a per-real `http://host:port/path` URL).
+    Secrets are excluded from repr so that logging a spec cannot leak them.
+    """
+
+    type: CheckType
+    service: str  # one of KNOWN_SERVICES; "none" when the type is not negotiate
+    protocol: str  # the virtual's protocol: "tcp", "udp" or "fwm"
+    family: int  # 4 or 6
+    address: str  # canonical IP text, no brackets
+    port: int  # check port; 0 only for checks that need none (ping, on, off)
+    request: str = "/"  # http: path (+query) beginning with "/"; other services: as written
+    receive: str = ""  # the Perl regex as written in the config ("" = anything)
+    receive_re: str | None = None  # receive translated to Python `re` syntax; None = anything
+    scheme: str = ""  # "http" or "https" for web checks, "" otherwise
+    virtualhost: str | None = None  # Host header / SNI / SMTP EHLO name
+    httpmethod: str = "GET"  # GET or HEAD
+    checktimeout: float = 5.0
+    negotiatetimeout: float = 30.0
+    checkinterval: float = 10.0
+    failurecount: int = 1
+    checkcount: int = 1  # ping attempts
+    connect_every: int = 0  # numeric checktype N: N connect checks between two negotiates
+    login: str = ""
+    passwd: str = field(default="", repr=False)
+    database: str = ""
+    secret: str = field(default="", repr=False)
+    command: str = ""  # checkcommand for external / external-perl
+    # external checks only: the four arguments ldirectord passes, already formatted:
+    # (VIP or fwmark, VPORT, RIP, RPORT); IPv6 addresses in brackets. Empty otherwise,
+    # so that identical non-external checks on different virtuals share one identity.
+    command_args: tuple[str, ...] = ()
+
+    @property
+    def deadline(self) -> float:
+        """Seconds one run may take: negotiatetimeout for negotiate, checktimeout otherwise."""
+        if self.type is CheckType.NEGOTIATE:
+            return self.negotiatetimeout
+        return self.checktimeout
+
+    @property
+    def target(self) -> str:
+        """`address:port` as people write it (IPv6 in brackets), for logs and errors."""
+        host = f"[{self.address}]" if self.family == 6 else self.address
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The result of one check run.
+
+    `detail` is one short human sentence ("HTTP 200, body matched", "connection
+    refused", "timed out after 3.0 s"); it never contains secrets.
+    """
+
+    ok: bool
+    detail: str
+    latency: float  # seconds from start to verdict

@@ -1,0 +1,1 @@
+"""The running daemon: lifecycle, reload, systemd notification, logging and the control socket."""

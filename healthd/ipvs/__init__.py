@@ -1,0 +1,1 @@
+"""The IPVS table: value types, the netlink driver, the in-memory table and the reconciler."""

@@ -1,0 +1,139 @@
+"""Value types for the IPVS table: services, destinations, whole tables and the operations that change them.
+
+This is the only vocabulary the IPVS layer speaks. It knows nothing about
+ldirectord.cf or checks; healthd.engine.policy translates config + health into it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+class Family(enum.IntEnum):
+    INET = 2  # socket.AF_INET
+    INET6 = 10  # socket.AF_INET6
+
+
+class Protocol(str, enum.Enum):
+    TCP = "tcp"
+    UDP = "udp"
+    SCTP = "sctp"
+    FWM = "fwm"  # a firewall-mark service: address "" and port 0
+
+
+class Forward(str, enum.Enum):
+    """Packet forwarding method of a destination (ipvsadm -m / -g / -i)."""
+
+    MASQ = "masq"
+    GATE = "gate"
+    IPIP = "ipip"
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class ServiceKey:
+    """What identifies a virtual service in the kernel.
+
+    Addresses are canonical text (ipaddress.ip_address(...).compressed), never bracketed.
+    """
+
+    family: Family
+    protocol: Protocol
+    address: str = ""  # "" for fwmark services
+    port: int = 0  # 0 for fwmark services
+    fwmark: int = 0  # > 0 only for Protocol.FWM
+
+    def __str__(self) -> str:
+        """ipvsadm's spelling: 'TCP 10.0.0.1:80', 'UDP [2001:db8::1]:53', 'FWM 99'."""
+        if self.protocol is Protocol.FWM:
+            suffix = " IPv6" if self.family is Family.INET6 else ""
+            return f"FWM {self.fwmark}{suffix}"
+        host = f"[{self.address}]" if self.family is Family.INET6 else self.address
+        return f"{self.protocol.value.upper()} {host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """A virtual service with every setting healthd manages."""
+
+    key: ServiceKey
+    scheduler: str = "wlc"
+    persistent: int | None = None  # persistence timeout in seconds; None = not persistent
+    netmask: int | None = None  # persistence granularity as a prefix length; None = 32 / 128
+    one_packet: bool = False  # ops: one-packet scheduling (UDP)
+    sched_flags: frozenset[int] = frozenset()  # scheduler flags 1..3 (ipvsadm -b flag-1 ...)
+    pe_name: str = ""  # persistence engine ("sip"), "" for none
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class DestKey:
+    address: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class Dest:
+    """A real server inside a virtual service."""
+
+    address: str
+    port: int
+    forward: Forward = Forward.GATE
+    weight: int = 1
+    upper: int = 0  # upper connection threshold, 0 = none
+    lower: int = 0  # lower connection threshold, 0 = none
+    # Only meaningful in a *desired* table: False for a quiesced (weight 0) real that
+    # must not be re-added if it vanished from the kernel (readdquiescent=no).
+    readd: bool = field(default=True, compare=False)
+
+    @property
+    def key(self) -> DestKey:
+        return DestKey(self.address, self.port)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One service and its destinations."""
+
+    service: Service
+    dests: Mapping[DestKey, Dest]
+
+
+# A whole table (desired or dumped from the kernel). Treat as immutable.
+Table = Mapping[ServiceKey, Entry]
+
+
+@dataclass(frozen=True, slots=True)
+class AddService:
+    service: Service
+
+
+@dataclass(frozen=True, slots=True)
+class EditService:
+    service: Service  # the whole new service: IPVS "set" replaces every field
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteService:
+    key: ServiceKey
+
+
+@dataclass(frozen=True, slots=True)
+class AddDest:
+    service: ServiceKey
+    dest: Dest
+
+
+@dataclass(frozen=True, slots=True)
+class EditDest:
+    service: ServiceKey
+    dest: Dest  # the whole new destination
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteDest:
+    service: ServiceKey
+    dest: DestKey
+
+
+Operation = AddService | EditService | DeleteService | AddDest | EditDest | DeleteDest
