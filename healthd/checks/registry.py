@@ -1,25 +1,46 @@
 """The one entry point the engine uses to run a check: CheckRunner.run(spec) -> Outcome.
 
 Contract (every check module follows it):
+- A negotiate module `healthd/checks/<name>.py` exposes
+  `async def check(spec: CheckSpec, ctx: CheckContext) -> Outcome`.
 - run() never raises for anything a real server does; every failure is an Outcome
   with ok=False and a one-line detail.
 - run() returns within spec.deadline (+ a few ms): the deadline is enforced here,
-  not trusted to the protocol code.
-- Shared resources (TLS contexts, HTTP session, ICMP sockets) live in the runner,
-  opened by start() and released by close(), never one per check.
+  by cancelling the module's coroutine, not trusted to the protocol code.
+- Shared resources (TLS contexts, sockets) live in the CheckContext owned by the
+  runner, opened by start() and released by close(), never one per check.
 """
 
 from __future__ import annotations
 
+from healthd.checks.context import CheckContext
 from healthd.checks.spec import CheckSpec, Outcome
 
-# Services whose negotiate check exists. The config layer rejects any other
-# service with "not supported yet" rather than letting it pass silently.
-SUPPORTED_SERVICES: frozenset[str] = frozenset({"none"})
+# service -> module under healthd.checks that implements its negotiate check.
+SERVICE_MODULES: dict[str, str] = {
+    "http": "http", "https": "http", "http_proxy": "http",
+    "simpletcp": "simpletcp",
+    "dns": "dns",
+    "smtp": "mail", "submission": "mail", "pop": "mail", "pops": "mail",
+    "imap": "mail", "imaps": "mail", "nntp": "mail",
+    "ftp": "ftp",
+    "ldap": "ldap", "ldaps": "ldap",
+    "mysql": "sql", "pgsql": "sql", "oracle": "sql",
+    "sip": "sip",
+    "radius": "radius",
+}
+
+# Services whose negotiate check exists ("none" needs no module: always up).
+# The config layer rejects any other service with "not supported yet" rather
+# than letting it pass silently. Grows as modules land.
+SUPPORTED_SERVICES: frozenset[str] = frozenset({"none", "http", "https", "http_proxy", "simpletcp"})
 
 
 class CheckRunner:
     """Runs checks; one instance per daemon."""
+
+    def __init__(self) -> None:
+        self.ctx = CheckContext()
 
     async def start(self) -> None:
         """Open shared resources."""

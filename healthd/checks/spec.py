@@ -12,7 +12,7 @@ import enum
 from dataclasses import dataclass, field
 
 
-class CheckType(str, enum.Enum):
+class CheckType(enum.StrEnum):
     """ldirectord's `checktype`; a numeric checktype becomes NEGOTIATE with connect_every > 0."""
 
     NEGOTIATE = "negotiate"

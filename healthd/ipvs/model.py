@@ -16,14 +16,14 @@ class Family(enum.IntEnum):
     INET6 = 10  # socket.AF_INET6
 
 
-class Protocol(str, enum.Enum):
+class Protocol(enum.StrEnum):
     TCP = "tcp"
     UDP = "udp"
     SCTP = "sctp"
     FWM = "fwm"  # a firewall-mark service: address "" and port 0
 
 
-class Forward(str, enum.Enum):
+class Forward(enum.StrEnum):
     """Packet forwarding method of a destination (ipvsadm -m / -g / -i)."""
 
     MASQ = "masq"
