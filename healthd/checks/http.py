@@ -256,7 +256,7 @@ async def check(spec: CheckSpec, ctx: CheckContext) -> Outcome:
     exchange = None
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
-        if spec.scheme == "https":
+        if spec.scheme == "https" or (not spec.scheme and spec.service == "https"):
             exchange = _Exchange(loop, sock, build_request(spec), parser, pattern is None, verdict,
                                  ctx.tls, spec.virtualhost or spec.address)
         else:
