@@ -29,7 +29,9 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import string
 import struct
+from urllib.parse import quote
 
 from healthd import __version__
 from healthd.checks.context import CheckContext
@@ -65,8 +67,12 @@ def request_target(spec: CheckSpec) -> tuple[str, str]:
 
 
 def build_request(spec: CheckSpec) -> bytes:
-    """The bytes sent to the real server."""
+    """The bytes sent to the real server; ValueError if `request` or the host would break the request."""
     target, host = request_target(spec)
+    if any(c in target or c in host for c in "\r\n"):
+        raise ValueError("request or virtualhost contains a line break")
+    # a request-target is ASCII: spaces and non-ASCII characters are percent-encoded (UTF-8)
+    target = quote(target, safe=string.punctuation)
     method = spec.httpmethod.upper() or "GET"
     return (
         f"{method} {target} HTTP/1.1\r\n"
@@ -249,6 +255,10 @@ async def check(spec: CheckSpec, ctx: CheckContext) -> Outcome:
         pattern = compiled(spec.receive_re) if spec.receive_re is not None else None
     except BadPattern as exc:
         return Outcome(False, str(exc), 0.0)
+    try:
+        request = build_request(spec)
+    except ValueError as exc:
+        return Outcome(False, str(exc), 0.0)
     parser = ResponseParser(head_only=spec.httpmethod.upper() == "HEAD", body_limit=ctx.body_limit)
     verdict: asyncio.Future[str | None] = loop.create_future()
     sock = socket.socket(socket.AF_INET6 if spec.family == 6 else socket.AF_INET,
@@ -257,10 +267,10 @@ async def check(spec: CheckSpec, ctx: CheckContext) -> Outcome:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
         if spec.scheme == "https" or (not spec.scheme and spec.service == "https"):
-            exchange = _Exchange(loop, sock, build_request(spec), parser, pattern is None, verdict,
+            exchange = _Exchange(loop, sock, request, parser, pattern is None, verdict,
                                  ctx.tls, spec.virtualhost or spec.address)
         else:
-            exchange = _Exchange(loop, sock, build_request(spec), parser, pattern is None, verdict)
+            exchange = _Exchange(loop, sock, request, parser, pattern is None, verdict)
         exchange.start((spec.address, spec.port))
         failure = await verdict
     except OSError as exc:  # ssl.SSLError is an OSError
