@@ -61,6 +61,8 @@ class ResponseParser:
     def feed(self, data: bytes) -> State:
         """Take the next bytes from the server; returns the new state."""
         if self.state is State.HEAD:
+            if not self._buf and self._fast_head(data):
+                return self.state
             self._buf += data
             self._parse_head()
             if self.state is State.BODY and self._buf:
@@ -84,6 +86,20 @@ class ResponseParser:
         return self.state
 
     # -- head --------------------------------------------------------------------------
+
+    def _fast_head(self, data: bytes) -> bool:
+        """The usual case, a whole CRLF head in one read: parse it without buffering. False if not that."""
+        end = data.find(b"\r\n\r\n")
+        if end < 0 or not data.startswith(b"HTTP/") or data.find(b"\n\n", 0, end) >= 0:
+            return False
+        self._read_head(data[:end])
+        rest = data[end + 4:]
+        if self.state is State.HEAD:  # an interim 1xx: the final response follows
+            if rest:
+                self.feed(rest)
+        elif self.state is State.BODY and rest:
+            self._feed_body(rest)
+        return True
 
     def _parse_head(self) -> None:
         while self.state is State.HEAD:

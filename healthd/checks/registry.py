@@ -15,6 +15,9 @@ Contract (every check module follows it):
 - Shared resources (TLS contexts, sockets) live in the CheckContext owned by the
   runner, opened by start() and released by close(), never one per check.
 - Only asyncio.CancelledError from *outside* (the engine cancelling the run) leaves run().
+- run() does not limit concurrency: every check in flight holds one file descriptor
+  (a socket, or an external command's pipe), so the engine bounds how many run at once
+  and the daemon raises RLIMIT_NOFILE above that bound.
 
 Check types, as ldirectord means them:
 - negotiate: the service's module (SERVICE_MODULES); service "none" is always up.
