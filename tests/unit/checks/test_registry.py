@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import replace
 
 import pytest
@@ -97,3 +98,26 @@ async def test_cancellation_from_outside_propagates() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_a_module_that_swallows_cancellation_still_times_out() -> None:
+    async def stubborn(spec: CheckSpec, ctx: CheckContext) -> Outcome:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(60)
+        return Outcome(True, "pretends to be fine", 0.0)
+
+    runner = CheckRunner()
+    runner._fns["http"] = stubborn
+    outcome = await runner.run(HTTP)
+    assert not outcome.ok and outcome.detail == "timed out after 0.3 s"
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0  # no cancellation left pending on the caller
+    await asyncio.sleep(0)  # and none is delivered later
+
+
+async def test_a_finished_run_is_never_cancelled_later() -> None:
+    runner = CheckRunner()
+    outcome = await runner.run(replace(HTTP, service="none", negotiatetimeout=0.05))
+    assert outcome.ok
+    await asyncio.sleep(0.15)  # past the deadline's slot: this task must not be cancelled
+    assert len(runner._deadlines) == 0
