@@ -7,6 +7,7 @@ import ssl
 from dataclasses import dataclass, field
 
 from healthd.checks.icmp import Pinger
+from healthd.checks.poller import Poller
 
 
 def _unverified_tls() -> ssl.SSLContext:
@@ -25,6 +26,8 @@ class CheckContext:
     kill_grace: float = 2.0  # seconds between SIGTERM and SIGKILL for an external command past its deadline
     # ICMP echo over raw sockets, opened on the first ping check (needs root or CAP_NET_RAW).
     pinger: Pinger = field(default_factory=Pinger)
+    # readiness of check sockets (HTTP), through one epoll instance of our own
+    poller: Poller = field(default_factory=Poller)
     # Background work that outlives one check run (killing an overdue external command);
     # kept here so that close() can finish it and nothing is garbage-collected mid-flight.
     background: set[asyncio.Task[None]] = field(default_factory=set)
@@ -40,3 +43,4 @@ class CheckContext:
         if self.background:
             await asyncio.gather(*list(self.background), return_exceptions=True)
         self.pinger.close()
+        self.poller.close()

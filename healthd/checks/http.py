@@ -33,6 +33,7 @@ Behaviour (as ldirectord, with its weak spots fixed):
 from __future__ import annotations
 
 import asyncio
+import select
 import socket
 import ssl
 import string
@@ -42,10 +43,15 @@ from urllib.parse import quote
 from healthd import __version__
 from healthd.checks.context import CheckContext
 from healthd.checks.httpparse import ResponseParser, State
+from healthd.checks.poller import Poller
 from healthd.checks.receive import BadPattern, compiled, decode
 from healthd.checks.spec import CheckSpec, Outcome
 
 _LINGER_RST = struct.pack("ii", 1, 0)  # l_onoff=1, l_linger=0: close() sends RST, no TIME_WAIT
+_READ = select.EPOLLIN
+_WRITE = select.EPOLLOUT
+_READ_WRITE = select.EPOLLIN | select.EPOLLOUT
+_READ_OR_ERROR = select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP
 _DEFAULT_PORT = {"http": 80, "https": 443}
 
 
@@ -92,11 +98,11 @@ def build_request(spec: CheckSpec) -> bytes:
 class _Exchange:
     """One check's connection, driven straight from the event loop's readiness callbacks.
 
-    No transport, stream or task per check: a non-blocking socket, a reader callback
-    that feeds the parser and resolves `verdict`, and a writer callback only while
-    something could not be sent at once. The request is sent right after connect()
-    when the handshake has already completed (always on loopback, often on a LAN),
-    which saves a trip through the event loop and two epoll_ctl calls.
+    No transport, stream or task per check: a non-blocking socket watched through
+    ctx.poller (for reading, and for writing only while something could not be sent
+    at once), whose events feed the parser and resolve `verdict`. The request is sent
+    right after connect() when the handshake has already completed (always on
+    loopback, often on a LAN), which saves a trip through the event loop.
 
     HTTPS runs TLS over memory BIOs (ssl.SSLObject) inside the same callbacks rather
     than on asyncio's SSL transport: the check then owns its socket outright, so a
@@ -104,13 +110,13 @@ class _Exchange:
     shutdown left running in the background.
     """
 
-    __slots__ = ("decide_on_status", "fd", "handshaken", "incoming", "loop", "out", "outgoing", "parser",
+    __slots__ = ("decide_on_status", "fd", "handshaken", "incoming", "out", "outgoing", "parser", "poller",
                  "reading", "request", "sock", "tls", "verdict", "writing")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, request: bytes,
+    def __init__(self, poller: Poller, sock: socket.socket, request: bytes,
                  parser: ResponseParser, decide_on_status: bool, verdict: asyncio.Future[str | None],
                  tls: ssl.SSLContext | None = None, server_hostname: str | None = None) -> None:
-        self.loop = loop
+        self.poller = poller
         self.sock = sock
         self.fd = sock.fileno()
         self.request = request
@@ -151,16 +157,19 @@ class _Exchange:
                 return
             if sent:
                 self.out = self.out[sent:]
-        if self.out:
-            if not self.writing:
-                self.writing = True
-                self.loop.add_writer(self.fd, self._flush)
-        elif self.writing:
-            self.writing = False
-            self.loop.remove_writer(self.fd)
-        if not self.reading:
+        if self.verdict.done():
+            return
+        want_write = bool(self.out)
+        if not self.reading or want_write != self.writing:
             self.reading = True
-            self.loop.add_reader(self.fd, self._receive)
+            self.writing = want_write
+            self.poller.watch(self.fd, _READ_WRITE if want_write else _READ, self._on_event)
+
+    def _on_event(self, events: int) -> None:
+        if events & _WRITE and self.out:
+            self._flush()
+        if events & _READ_OR_ERROR and not self.verdict.done():
+            self._receive()
 
     def _tls_handshake(self) -> None:
         """Advance the TLS handshake; once done, queue the encrypted request. Raises ssl.SSLError."""
@@ -243,13 +252,16 @@ class _Exchange:
     def _settle(self, failure: str | None) -> None:
         if not self.verdict.done():
             self.verdict.set_result(failure)
+            self._unwatch()  # no more events until the task closes the socket
+
+    def _unwatch(self) -> None:
+        if self.reading:
+            self.reading = self.writing = False
+            self.poller.forget(self.fd)
 
     def close(self) -> None:
         """Stop watching the socket and close it with an RST."""
-        if self.reading:
-            self.loop.remove_reader(self.fd)
-        if self.writing:
-            self.loop.remove_writer(self.fd)
+        self._unwatch()
         self.sock.close()
 
 
@@ -273,10 +285,10 @@ async def check(spec: CheckSpec, ctx: CheckContext) -> Outcome:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
         if spec.scheme == "https" or (not spec.scheme and spec.service == "https"):
-            exchange = _Exchange(loop, sock, request, parser, pattern is None, verdict,
+            exchange = _Exchange(ctx.poller, sock, request, parser, pattern is None, verdict,
                                  ctx.tls, spec.virtualhost or spec.address)
         else:
-            exchange = _Exchange(loop, sock, request, parser, pattern is None, verdict)
+            exchange = _Exchange(ctx.poller, sock, request, parser, pattern is None, verdict)
         exchange.start((spec.address, spec.port))
         failure = await verdict
     except OSError as exc:  # ssl.SSLError is an OSError
