@@ -8,6 +8,8 @@ checks leave no TIME_WAIT sockets behind.
 from __future__ import annotations
 
 import asyncio
+import os
+import select
 import socket
 import struct
 
@@ -23,15 +25,29 @@ async def check(spec: CheckSpec, ctx: CheckContext) -> Outcome:
         return await ping.check(spec, ctx)
     loop = asyncio.get_running_loop()
     started = loop.time()
-    sock = socket.socket(socket.AF_INET6 if spec.family == 6 else socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET6 if spec.family == 6 else socket.AF_INET,
+                         socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+    fd = sock.fileno()
+    watched = False
     try:
-        sock.setblocking(False)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
-        await loop.sock_connect(sock, (spec.address, spec.port))
+        try:
+            sock.connect((spec.address, spec.port))
+        except (BlockingIOError, InterruptedError):
+            # in progress: writable once it is set up or has failed (ctx.poller, as the HTTP check)
+            done: asyncio.Future[None] = loop.create_future()
+            ctx.poller.watch(fd, select.EPOLLOUT, lambda events: done.done() or done.set_result(None))
+            watched = True
+            await done
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                raise OSError(err, os.strerror(err)) from None
     except ConnectionRefusedError:
         return Outcome(False, "connection refused", loop.time() - started)
     except OSError as exc:
         return Outcome(False, f"connect failed: {(exc.strerror or str(exc)).lower()}", loop.time() - started)
     finally:
+        if watched:
+            ctx.poller.forget(fd)
         sock.close()
     return Outcome(True, "TCP connection opened", loop.time() - started)

@@ -7,6 +7,8 @@ network namespace (tests/integration/checks/netns.py), never on the host's netwo
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TypeVar
@@ -96,3 +98,24 @@ def test_many_pings_at_once_share_one_socket_per_family() -> None:
     assert all(o.ok for o in ups), [(i, o) for i, o in enumerate(ups) if not o.ok][:3]
     assert not any(o.ok for o in downs), downs
     assert sockets == 2
+
+
+async def test_connect_waits_for_a_slow_handshake_and_gives_up_at_the_deadline(runner: CheckRunner) -> None:
+    """A full accept queue drops SYNs: the connection is set up by a retransmission, or never."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        listener.setblocking(False)
+        port = listener.getsockname()[1]
+        filler = socket.create_connection(("127.0.0.1", port))
+        never = await runner.run(spec(CheckType.CONNECT, "127.0.0.1", port, checktimeout=0.5))
+        late = asyncio.ensure_future(runner.run(spec(CheckType.CONNECT, "127.0.0.1", port, checktimeout=5)))
+        await asyncio.sleep(0.3)
+        for _ in range(2):  # the filler, and possibly the first check's half-open attempt
+            with contextlib.suppress(BlockingIOError):
+                listener.accept()[0].close()
+        filler.close()
+        outcome = await late
+    assert not never.ok and never.detail == "timed out after 0.5 s"
+    assert outcome.ok and outcome.latency > 0.5, outcome
+    assert len(runner.ctx.poller) == 0  # nothing left registered
