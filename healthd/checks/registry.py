@@ -9,11 +9,14 @@ Contract (every check module follows it):
 - run() never raises for anything a real server does; every failure is an Outcome
   with ok=False and a one-line detail. Even a bug in a module (an unexpected
   exception) becomes a failed Outcome naming the exception, not a crash.
-- run() returns within spec.deadline (+ a few ms): the deadline is enforced here,
-  by cancelling the module's coroutine, not trusted to the protocol code. A module
-  must therefore clean up (close sockets, kill processes) when cancelled.
-- Shared resources (TLS contexts, sockets) live in the CheckContext owned by the
-  runner, opened by start() and released by close(), never one per check.
+- run() returns within spec.deadline (+ at most one 10 ms slot, healthd.checks.deadlines):
+  the deadline is enforced here, by cancelling the module's coroutine, not trusted to
+  the protocol code. A module must therefore clean up (close sockets, kill processes)
+  when cancelled.
+- Shared resources (TLS contexts, the ICMP sockets, the epoll that watches check
+  sockets: ctx.poller) live in the CheckContext owned by the runner, opened on first
+  use and released by close(), never one per check. A module on a hot path should
+  watch its sockets with ctx.poller rather than loop.add_reader (see healthd.checks.http).
 - Only asyncio.CancelledError from *outside* (the engine cancelling the run) leaves run().
 - run() does not limit concurrency: every check in flight holds one file descriptor
   (a socket, or an external command's pipe), so the engine bounds how many run at once
