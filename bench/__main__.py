@@ -1,0 +1,20 @@
+"""Run one benchmark: python -m bench NAME [ARGS...]."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+BENCHMARKS = {"ipvs": "bench.ipvs"}
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in BENCHMARKS:
+        print(f"usage: python -m bench {{{'|'.join(sorted(BENCHMARKS))}}} [ARGS...]", file=sys.stderr)
+        return 2
+    module = importlib.import_module(BENCHMARKS[argv[0]])
+    return int(module.main(argv[1:]) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
