@@ -8,7 +8,6 @@ the IPVS family (healthd.ipvs.netlink). Pure functions, no I/O: unit-tested on a
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import struct
 from collections.abc import Iterator
@@ -203,19 +202,26 @@ def error_code(payload: memoryview) -> int:
     return -struct.unpack_from("=i", payload)[0]
 
 
-def attrs(payload: memoryview) -> dict[int, memoryview]:
-    out: dict[int, memoryview] = {}
-    pos = 0
-    while pos + _NLA.size <= len(payload):
-        length, kind = _NLA.unpack_from(payload, pos)
-        if length < _NLA.size:
+def attrs(payload: memoryview | bytes) -> dict[int, bytes]:
+    out: dict[int, bytes] = {}
+    data = bytes(payload)
+    pos, end = 0, len(data)
+    unpack = _NLA.unpack_from
+    while pos + 4 <= end:
+        length, kind = unpack(data, pos)
+        if length < 4:
             break
-        out[kind & NLA_TYPE_MASK] = payload[pos + _NLA.size: pos + length]
+        out[kind & NLA_TYPE_MASK] = data[pos + 4: pos + length]
         pos += (length + 3) & ~3
     return out
 
 
-def _get(a: dict[int, memoryview], kind: int, fmt: str, default: int | None = None) -> int:
+_U32 = struct.Struct("=I")
+_U16 = struct.Struct("=H")
+_BE16 = struct.Struct("!H")
+
+
+def _get(a: dict[int, bytes], kind: int, fmt: str, default: int | None = None) -> int:
     if kind not in a:
         if default is None:
             raise DecodeError(f"attribute {kind} missing")
@@ -223,18 +229,17 @@ def _get(a: dict[int, memoryview], kind: int, fmt: str, default: int | None = No
     return struct.unpack_from(fmt, a[kind])[0]
 
 
-def _text_of(v: memoryview) -> str:
-    return bytes(v).split(b"\0", 1)[0].decode()
+def _text_of(v: bytes) -> str:
+    return v.split(b"\0", 1)[0].decode()
 
 
-def _addr_of(family: int, v: memoryview) -> str:
-    raw = bytes(v)
+def _addr_of(family: int, v: bytes) -> str:
     if family == Family.INET6:
-        return ipaddress.IPv6Address(raw[:16]).compressed
-    return ipaddress.IPv4Address(raw[:4]).compressed
+        return socket.inet_ntop(socket.AF_INET6, v[:16])
+    return socket.inet_ntop(socket.AF_INET, v[:4])
 
 
-def _genl_attrs(payload: memoryview, outer: int) -> dict[int, memoryview]:
+def _genl_attrs(payload: memoryview, outer: int) -> dict[int, bytes]:
     top = attrs(payload[_GENLHDR.size:])
     if outer not in top:
         raise DecodeError(f"dump message without attribute {outer}")
@@ -273,17 +278,18 @@ def decode_service(payload: memoryview) -> Service:
 
 def decode_dest(payload: memoryview, service_family: Family) -> Dest:
     a = _genl_attrs(payload, ATTR_DEST)
-    family = _get(a, DEST_ADDR_FAMILY, "=H", int(service_family))
-    fwd = _get(a, DEST_FWD_METHOD, "=I") & FWD_MASK
-    if fwd not in FWD_FROM_CODE:
-        raise DecodeError(f"unknown forwarding method {fwd}")
-    return Dest(
-        address=_addr_of(family, a[DEST_ADDR]),
-        port=_get(a, DEST_PORT, "!H"),
-        forward=FWD_FROM_CODE[fwd],
-        weight=_get(a, DEST_WEIGHT, "=I"),
-        upper=_get(a, DEST_U_THRESH, "=I", 0),
-        lower=_get(a, DEST_L_THRESH, "=I", 0),
-    )
-
-
+    try:
+        family = _U16.unpack(a[DEST_ADDR_FAMILY])[0] if DEST_ADDR_FAMILY in a else service_family
+        fwd = FWD_FROM_CODE.get(_U32.unpack(a[DEST_FWD_METHOD])[0] & FWD_MASK)
+        if fwd is None:
+            raise DecodeError(f"unknown forwarding method {_U32.unpack(a[DEST_FWD_METHOD])[0]}")
+        return Dest(
+            address=_addr_of(family, a[DEST_ADDR]),
+            port=_BE16.unpack(a[DEST_PORT])[0],
+            forward=fwd,
+            weight=_U32.unpack(a[DEST_WEIGHT])[0],
+            upper=_U32.unpack(a[DEST_U_THRESH])[0] if DEST_U_THRESH in a else 0,
+            lower=_U32.unpack(a[DEST_L_THRESH])[0] if DEST_L_THRESH in a else 0,
+        )
+    except (KeyError, struct.error) as e:
+        raise DecodeError(f"real server in a dump without a usable attribute: {e}") from None

@@ -121,9 +121,14 @@ class Reconciler:
         return out
 
     def _remember(self, actual: Table) -> None:
-        self._seen = {(k, d) for k in self._managed if k in actual for d in actual[k].dests} | {
-            (k, d) for (k, d) in self._seen
-            if k in self._desired and d in self._desired[k].dests}
+        # only quiesced reals with readd=False need a memory: keep it that small (tables are large)
+        seen = set()
+        for key, entry in self._desired.items():
+            present = actual[key].dests if key in actual else {}
+            for dkey, d in entry.dests.items():
+                if not d.readd and d.weight == 0 and (dkey in present or (key, dkey) in self._seen):
+                    seen.add((key, dkey))
+        self._seen = seen
 
     async def _converge(self) -> None:
         self.last_ops = []
@@ -142,10 +147,8 @@ class Reconciler:
             for op, result in zip(ops, results, strict=True):
                 if result is None:
                     self.last_ops.append(op)
-                    if isinstance(op, AddDest | EditDest):
+                    if isinstance(op, AddDest | EditDest) and not op.dest.readd and op.dest.weight == 0:
                         self._seen.add((op.service, op.dest.key))
-                    elif isinstance(op, DeleteDest):
-                        self._seen.discard((op.service, op.dest))
                     continue
                 if isinstance(result, NotFound) and isinstance(op, DeleteService | DeleteDest):
                     continue  # someone else removed it first: that is what we wanted
