@@ -2,7 +2,7 @@
 
 Usage, from the repository root, as root:
 
-    python -m tests.vm.harness [--timeout S] [--memory MB] [--env NAME=VALUE ...] CMD [ARGS...]
+    python -m tests.vm.harness [--timeout S] [--memory MB] [--cpu MODEL] [--env NAME=VALUE ...] CMD [ARGS...]
     python -m tests.vm.harness --prepare        # only fetch the kernel and build the boot files
 
 What it does:
@@ -276,7 +276,8 @@ def guest_script(cmd: list[str], env: dict[str, str]) -> str:
     return "\n".join([*lines, cd, f"exec {shlex.join(cmd)}", ""])
 
 
-def boot(meta: dict[str, str], cmd: list[str], env: dict[str, str], timeout: float, memory: int) -> int:
+def boot(meta: dict[str, str], cmd: list[str], env: dict[str, str], timeout: float, memory: int,
+         cpu: str = "max") -> int:
     cache = cache_dir()
     if not str(Path.cwd()).startswith(str(REPO)):
         raise HarnessError(f"run from inside the checkout {REPO}")
@@ -290,7 +291,7 @@ def boot(meta: dict[str, str], cmd: list[str], env: dict[str, str], timeout: flo
         console = ctl / "console.log"
         share = "security_model=none,multidevs=remap"
         qemu = [
-            "qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-m", f"{memory}M", "-smp", "1",
+            "qemu-system-x86_64", "-accel", "tcg", "-cpu", cpu, "-m", f"{memory}M", "-smp", "1",
             "-nodefaults", "-display", "none", "-no-reboot", "-no-user-config",
             "-kernel", meta["vmlinux"], "-initrd", meta["initramfs"],
             "-append", "console=ttyS0 quiet panic=-1",
@@ -335,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prepare", action="store_true", help="only fetch the kernel, build boot files")
     parser.add_argument("--timeout", type=float, default=1800, help="kill the VM after this many seconds")
     parser.add_argument("--memory", type=int, default=1024, help="guest memory in MiB")
+    parser.add_argument("--cpu", default=os.environ.get("HEALTHD_VM_CPU", "max"), help="QEMU -cpu model")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="set a variable for the command")
     parser.add_argument("cmd", nargs=argparse.REMAINDER, help="the command to run in the VM")
@@ -355,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.prepare:
             log(f"kernel {meta['kver']} ready in {cache_dir()}")
             return 0
-        return boot(meta, args.cmd, env, args.timeout, args.memory)
+        return boot(meta, args.cmd, env, args.timeout, args.memory, args.cpu)
     except HarnessError as e:
         log(str(e))
         return 125
