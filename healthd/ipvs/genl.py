@@ -8,6 +8,7 @@ the IPVS family (healthd.ipvs.netlink). Pure functions, no I/O: unit-tested on a
 
 from __future__ import annotations
 
+import functools
 import socket
 import struct
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from healthd.ipvs.model import (
     DeleteDest,
     DeleteService,
     Dest,
+    DestKey,
     EditDest,
     EditService,
     Family,
@@ -129,13 +131,27 @@ def _service_attrs(service: Service) -> bytes:
     return body
 
 
-def _dest_attrs(family: Family, dest: Dest, full: bool) -> bytes:
-    body = _u16(DEST_ADDR_FAMILY, family) + _addr(DEST_ADDR, family, dest.address)
-    body += _be16(DEST_PORT, dest.port)
-    if full:
-        body += _u32(DEST_FWD_METHOD, FWD_CODE[dest.forward]) + _u32(DEST_WEIGHT, dest.weight)
-        body += _u32(DEST_U_THRESH, dest.upper) + _u32(DEST_L_THRESH, dest.lower)
-    return body
+def _dest_key_attrs(family: Family, dest: DestKey) -> bytes:
+    return _u16(DEST_ADDR_FAMILY, family) + _addr(DEST_ADDR, family, dest.address) \
+        + _be16(DEST_PORT, dest.port)
+
+
+# a whole destination nest in one pack: ADDR_FAMILY, ADDR, PORT, FWD_METHOD, WEIGHT, U_THRESH, L_THRESH
+_DEST_NEST = struct.Struct("=HH" "HHH2x" "HH16s" "HHH2x" "HHI" "HHI" "HHI" "HHI")
+
+
+@functools.lru_cache(maxsize=4096)
+def _service_key_nest(key: ServiceKey) -> bytes:
+    return _attr(ATTR_SERVICE, _service_key_attrs(key))
+
+
+def _dest_nest(dest: Dest) -> bytes:
+    family = _dest_family(dest.address)
+    return _DEST_NEST.pack(
+        _DEST_NEST.size, ATTR_DEST, 6, DEST_ADDR_FAMILY, family,
+        20, DEST_ADDR, socket.inet_pton(family, dest.address), 6, DEST_PORT, socket.htons(dest.port),
+        8, DEST_FWD_METHOD, FWD_CODE[dest.forward], 8, DEST_WEIGHT, dest.weight,
+        8, DEST_U_THRESH, dest.upper, 8, DEST_L_THRESH, dest.lower)
 
 
 def _dest_family(address: str) -> Family:
@@ -159,14 +175,10 @@ def encode(family_id: int, seq: int, op: Operation) -> bytes:
             return message(family_id, seq, CMD_DEL_SERVICE, _attr(ATTR_SERVICE, _service_key_attrs(key)))
         case AddDest(key, dest) | EditDest(key, dest):
             cmd = CMD_NEW_DEST if isinstance(op, AddDest) else CMD_SET_DEST
-            attrs = _attr(ATTR_SERVICE, _service_key_attrs(key))
-            attrs += _attr(ATTR_DEST, _dest_attrs(_dest_family(dest.address), dest, full=True))
-            return message(family_id, seq, cmd, attrs)
+            return message(family_id, seq, cmd, _service_key_nest(key) + _dest_nest(dest))
         case DeleteDest(key, dest_key):
-            attrs = _attr(ATTR_SERVICE, _service_key_attrs(key))
-            probe = Dest(dest_key.address, dest_key.port)
-            attrs += _attr(ATTR_DEST, _dest_attrs(_dest_family(dest_key.address), probe, full=False))
-            return message(family_id, seq, CMD_DEL_DEST, attrs)
+            attrs = _attr(ATTR_DEST, _dest_key_attrs(_dest_family(dest_key.address), dest_key))
+            return message(family_id, seq, CMD_DEL_DEST, _service_key_nest(key) + attrs)
     raise TypeError(f"not an IPVS operation: {op!r}")
 
 
@@ -277,19 +289,42 @@ def decode_service(payload: memoryview) -> Service:
 
 
 def decode_dest(payload: memoryview, service_family: Family) -> Dest:
-    a = _genl_attrs(payload, ATTR_DEST)
-    try:
-        family = _U16.unpack(a[DEST_ADDR_FAMILY])[0] if DEST_ADDR_FAMILY in a else service_family
-        fwd = FWD_FROM_CODE.get(_U32.unpack(a[DEST_FWD_METHOD])[0] & FWD_MASK)
-        if fwd is None:
-            raise DecodeError(f"unknown forwarding method {_U32.unpack(a[DEST_FWD_METHOD])[0]}")
-        return Dest(
-            address=_addr_of(family, a[DEST_ADDR]),
-            port=_BE16.unpack(a[DEST_PORT])[0],
-            forward=fwd,
-            weight=_U32.unpack(a[DEST_WEIGHT])[0],
-            upper=_U32.unpack(a[DEST_U_THRESH])[0] if DEST_U_THRESH in a else 0,
-            lower=_U32.unpack(a[DEST_L_THRESH])[0] if DEST_L_THRESH in a else 0,
-        )
-    except (KeyError, struct.error) as e:
-        raise DecodeError(f"real server in a dump without a usable attribute: {e}") from None
+    """A real server from one message of a destination dump: one pass over the raw attributes."""
+    unpack = _NLA.unpack_from
+    pos, end = _GENLHDR.size, len(payload)
+    while pos + 4 <= end:  # find the IPVS_CMD_ATTR_DEST nest
+        length, kind = unpack(payload, pos)
+        if length < 4:
+            break
+        if kind & NLA_TYPE_MASK == ATTR_DEST:
+            pos, end = pos + 4, pos + length
+            break
+        pos += (length + 3) & ~3
+    else:
+        raise DecodeError("dump message without a real server")
+    family, addr, port, fwd, weight, upper, lower = service_family, None, None, None, None, 0, 0
+    u32 = _U32.unpack_from
+    while pos + 4 <= end:
+        length, kind = unpack(payload, pos)
+        if length < 4:
+            break
+        kind &= NLA_TYPE_MASK
+        v = pos + 4
+        if kind == DEST_ADDR:
+            addr = bytes(payload[v:v + 16])
+        elif kind == DEST_PORT:
+            port = _BE16.unpack_from(payload, v)[0]
+        elif kind == DEST_FWD_METHOD:
+            fwd = u32(payload, v)[0] & FWD_MASK
+        elif kind == DEST_WEIGHT:
+            weight = u32(payload, v)[0]
+        elif kind == DEST_U_THRESH:
+            upper = u32(payload, v)[0]
+        elif kind == DEST_L_THRESH:
+            lower = u32(payload, v)[0]
+        elif kind == DEST_ADDR_FAMILY:
+            family = _U16.unpack_from(payload, v)[0]
+        pos += (length + 3) & ~3
+    if addr is None or port is None or weight is None or fwd not in FWD_FROM_CODE:
+        raise DecodeError("real server in a dump without address, port, weight or a known forwarding method")
+    return Dest(_addr_of(family, addr), port, FWD_FROM_CODE[fwd], weight, upper, lower)

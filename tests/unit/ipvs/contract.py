@@ -5,6 +5,7 @@ Subclass ContractSuite and give it a `table` fixture: a fresh, empty Backend wit
 
 from __future__ import annotations
 
+import asyncio
 import errno
 from typing import Any
 
@@ -165,6 +166,14 @@ class ContractSuite:
         assert [type(r).__name__ for r in results] == [
             "NoneType", "AlreadyExists", "NoneType", "NotFound", "NotFound", "NoneType"]
         assert set((await table.dump())[TCP].dests) == {DestKey("10.0.1.1", 80), DestKey("10.0.1.2", 80)}
+
+    async def test_concurrent_dumps_and_changes_are_serialised(self, table: Any) -> None:
+        await table.apply(AddService(Service(TCP)))
+        adds = [AddDest(TCP, Dest(f"10.0.2.{i}", 80)) for i in range(1, 41)]
+        results = await asyncio.gather(table.dump(), table.apply_all(adds[:20]), table.dump(),
+                                       table.apply_all(adds[20:]), table.dump())
+        assert results[1] == [None] * 20 and results[3] == [None] * 20
+        assert len((await table.dump())[TCP].dests) == 40
 
     async def test_flush_empties(self, table: Any) -> None:
         await table.apply(AddService(Service(TCP)))
