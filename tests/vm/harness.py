@@ -91,7 +91,12 @@ def fetch_kernel(cache: Path) -> tuple[Path, str]:
         debs = cache / "debs"
         debs.mkdir(parents=True, exist_ok=True)
         log(f"downloading {pkg}")
-        sh("apt-get", "download", "-q", pkg, cwd=debs)
+        try:
+            sh("apt-get", "download", "-q", pkg, cwd=debs)
+        except HarnessError:  # stale package lists: the mirror has moved on
+            log("download failed: running apt-get update and trying again")
+            subprocess.run(["apt-get", "update", "-qq"], check=False)
+            sh("apt-get", "download", "-q", pkg, cwd=debs)
         deb = sorted(debs.glob(f"{pkg}_*.deb"))[-1]
         root.mkdir(parents=True)
         sh("dpkg", "-x", deb, root)
