@@ -1,14 +1,25 @@
 """The shared IPVS contract suite against the real kernel table (netlink driver), checked with ipvsadm too."""
 
+from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
+
 from healthd.ipvs.model import AddDest, AddService
+from healthd.ipvs.netlink import NetlinkTable
 from tests.kernel.conftest import ipvsadm
+from tests.kernel.ipvsadm_view import save_lines
 from tests.unit.ipvs.contract import DESTS, SERVICES, ContractSuite
 
 
 class TestKernelTable(ContractSuite):
-    """Every contract test, with `table` the kernel (fixture in conftest)."""
+    """Every contract test against the kernel; after each, the table must read the same through ipvsadm."""
+
+    @pytest.fixture
+    async def table(self, table: NetlinkTable) -> AsyncIterator[NetlinkTable]:
+        yield table
+        saved = sorted(line for line in ipvsadm("-S", "-n").splitlines() if line)
+        assert saved == save_lines(await table.dump())
 
 
 async def test_dump_agrees_with_ipvsadm_save(table: Any) -> None:
