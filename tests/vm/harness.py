@@ -17,8 +17,10 @@ What it does:
 - CMD's output is streamed to our stdout; we exit with CMD's exit code (124 on --timeout,
   125 when the VM itself failed: the tail of the kernel console log is then printed).
 
-Inside the guest: HEALTHD_IN_VM=1 is set, the network has only `lo` (up), network namespaces and
-veth pairs work, `ipvsadm` is the host's. Variables passed with --env and every HEALTHD_* variable
+Inside the guest: HEALTHD_IN_VM=1 is set, the network has only `lo` (up); network namespaces, veth
+pairs, iptables (e.g. mangle MARK for fwmark services) and nft work, kernel modules load on demand;
+`ipvsadm` and every other tool are the host's. /tmp and /run are empty tmpfs (host files in /tmp
+are not visible: keep inputs in the checkout). Variables passed with --env and every HEALTHD_* variable
 of the caller are passed through. Needs: qemu-system-x86 busybox-static kmod (Debian packages).
 """
 
