@@ -8,10 +8,11 @@ with its own sequence number and ACK, so a failure is pinned to the operation th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
 from healthd.ipvs import genl
@@ -103,9 +104,10 @@ def error_for(code: int, op: Operation) -> IPVSError:
 class NetlinkTable:
     """The kernel's IPVS table in one network namespace. Open with `await NetlinkTable.open()`."""
 
-    def __init__(self, sock: socket.socket, family_id: int) -> None:
+    def __init__(self, sock: socket.socket, family_id: int, netns: str | None = None) -> None:
         self._sock = sock
         self._family_id = family_id
+        self._netns = netns
         self._seq = 0
         self._buf = bytearray(1 << 18)
         # one request stream at a time: the kernel allows one dump per socket, and ACKs
@@ -115,10 +117,22 @@ class NetlinkTable:
     @classmethod
     async def open(cls, netns: str | None = None) -> NetlinkTable:
         family_id = await _family_id(netns)
-        return cls(_open_socket(netns), family_id)
+        return cls(_open_socket(netns), family_id, netns)
 
     async def close(self) -> None:
         self._sock.close()
+
+    @contextlib.contextmanager
+    def _fresh_socket_on_failure(self) -> Iterator[None]:
+        """After a failure or a cancellation half-way through a request the socket may still hold
+        an unfinished dump (the kernel then refuses the next one with EBUSY) or stray ACKs: start over
+        on a new socket rather than try to resynchronise."""
+        try:
+            yield
+        except BaseException:
+            self._sock.close()
+            self._sock = _open_socket(self._netns)
+            raise
 
     def _next_seq(self, count: int = 1) -> int:
         first = self._seq + 1
@@ -149,42 +163,53 @@ class NetlinkTable:
 
     async def dump(self) -> Table:
         async with self._lock:
-            seq = self._next_seq()
-            services = await self._dump(genl.dump_services(self._family_id, seq), seq, genl.decode_service)
-            table: dict = {}
-            for svc in services:
-                seq = self._next_seq()
-                family = svc.key.family
+            with self._fresh_socket_on_failure():
                 try:
-                    dests = await self._dump(genl.dump_dests(self._family_id, seq, svc.key), seq,
-                                             lambda p, f=family: genl.decode_dest(p, f))
-                except IPVSError as e:
-                    if e.errno == errno.ESRCH:
-                        continue  # deleted between the two dumps
-                    raise
-                table[svc.key] = Entry(svc, {d.key: d for d in dests})
-            return table
+                    return await self._dump_all()
+                except genl.DecodeError as e:
+                    raise IPVSError(f"dump the IPVS table: {e}") from None
+
+    async def _dump_all(self) -> Table:
+        seq = self._next_seq()
+        services = await self._dump(genl.dump_services(self._family_id, seq), seq, genl.decode_service)
+        table: dict = {}
+        for svc in services:
+            await asyncio.sleep(0)  # a big table takes a while to read: let health checks run meanwhile
+            seq = self._next_seq()
+            family = svc.key.family
+            try:
+                dests = await self._dump(genl.dump_dests(self._family_id, seq, svc.key), seq,
+                                         lambda p, f=family: genl.decode_dest(p, f))
+            except IPVSError as e:
+                if e.errno == errno.ESRCH:
+                    continue  # deleted between the two dumps
+                raise
+            table[svc.key] = Entry(svc, {d.key: d for d in dests})
+        return table
 
     async def apply_all(self, ops: Sequence[Operation]) -> list[IPVSError | None]:
         """Carry out `ops` in order; the error of each (None when it succeeded)."""
         results: list[IPVSError | None] = [None] * len(ops)
         loop = asyncio.get_running_loop()
         async with self._lock:
-            for start in range(0, len(ops), BATCH):
-                chunk = ops[start:start + BATCH]
-                base = self._next_seq(len(chunk))
-                data = b"".join(genl.encode(self._family_id, base + i, op) for i, op in enumerate(chunk))
-                await loop.sock_sendall(self._sock, data)
-                pending = len(chunk)
-                while pending:
-                    for kind, _flags, seq, payload in genl.messages(await self._recv()):
-                        i = seq - base
-                        if kind != genl.NLMSG_ERROR or not 0 <= i < len(chunk):
-                            continue
-                        pending -= 1
-                        code = genl.error_code(payload)
-                        if code:
-                            results[start + i] = error_for(code, chunk[i])
+            with self._fresh_socket_on_failure():
+                for start in range(0, len(ops), BATCH):
+                    if start:
+                        await asyncio.sleep(0)  # as in dump: do not hold the event loop for the whole table
+                    chunk = ops[start:start + BATCH]
+                    base = self._next_seq(len(chunk))
+                    data = b"".join(genl.encode(self._family_id, base + i, op) for i, op in enumerate(chunk))
+                    await loop.sock_sendall(self._sock, data)
+                    pending = len(chunk)
+                    while pending:
+                        for kind, _flags, seq, payload in genl.messages(await self._recv()):
+                            i = seq - base
+                            if kind != genl.NLMSG_ERROR or not 0 <= i < len(chunk):
+                                continue
+                            pending -= 1
+                            code = genl.error_code(payload)
+                            if code:
+                                results[start + i] = error_for(code, chunk[i])
         return results
 
     async def apply(self, op: Operation) -> None:
@@ -195,12 +220,13 @@ class NetlinkTable:
     async def flush(self) -> None:
         """Delete every service (ipvsadm -C). For tests and benchmarks."""
         async with self._lock:
-            seq = self._next_seq()
-            await asyncio.get_running_loop().sock_sendall(self._sock, genl.flush(self._family_id, seq))
-            while True:
-                for kind, _flags, mseq, payload in genl.messages(await self._recv()):
-                    if kind == genl.NLMSG_ERROR and mseq == seq:
-                        code = genl.error_code(payload)
-                        if code:
-                            raise IPVSError(f"flush the IPVS table: {os.strerror(code)}", code)
-                        return
+            with self._fresh_socket_on_failure():
+                seq = self._next_seq()
+                await asyncio.get_running_loop().sock_sendall(self._sock, genl.flush(self._family_id, seq))
+                while True:
+                    for kind, _flags, mseq, payload in genl.messages(await self._recv()):
+                        if kind == genl.NLMSG_ERROR and mseq == seq:
+                            code = genl.error_code(payload)
+                            if code:
+                                raise IPVSError(f"flush the IPVS table: {os.strerror(code)}", code)
+                            return
