@@ -117,7 +117,7 @@ DIRECTIVES: dict[str, tuple[str, Parse]] = {
     "fork": (GLOBAL, _plain(v.yes_no)),
     "supervised": (GLOBAL, _plain(_supervised)),
     "readdquiescent": (GLOBAL, _plain(v.yes_no)),
-    "emailalertfrom": (GLOBAL, _plain(v.text)),
+    "emailalertfrom": (GLOBAL, _plain(v.raw_text)),
     "maintenancedir": (GLOBAL, _plain(v.text)),
     # global, or per virtual to override
     "checktimeout": (BOTH, _plain(v.positive_number)),

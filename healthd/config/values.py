@@ -41,6 +41,13 @@ def text(value: str) -> str:
     return result
 
 
+def raw_text(value: str) -> str:
+    """A non-empty string taken as written, quotes included (emailalertfrom is a From header)."""
+    if not value:
+        raise Invalid("the value is empty")
+    return value
+
+
 def yes_no(value: str) -> bool:
     if value not in ("yes", "no"):
         raise Invalid("expected yes or no")
