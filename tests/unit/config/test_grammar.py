@@ -83,6 +83,13 @@ def test_real6_forms() -> None:
     assert v.reals[0].check.family == 6 and v.reals[0].check.target == "[2001:db8::4]:8080"
 
 
+def test_v6_host_names_resolve_to_ipv6() -> None:
+    v = one_virtual("real6=v6.test:8080 masq\nfallback6=localhost",
+                    head="virtual6=[2001:db8::5]:80").virtuals[0]
+    assert (v.reals[0].address, v.reals[0].port, v.fallback.address, v.fallback.port) == (
+        "2001:db8::99", 8080, "::1", 80)
+
+
 def test_fwmark_reals_keep_port_zero_and_check_the_service_port() -> None:
     v = one_virtual("real=10.0.0.2 gate\nreal=10.0.0.3:8080 gate\nservice=http", head="virtual=5").virtuals[0]
     assert [(r.port, r.check.port) for r in v.reals] == [(0, 80), (8080, 8080)]
