@@ -48,3 +48,23 @@ def test_system_resolver_reads_localhost_without_dns(tmp_path: Path) -> None:
     path.write_text("virtual=localhost:80\n\treal=localhost:8080 masq\n")
     v = load(str(path)).virtuals[0]
     assert (v.address, v.reals[0].address, v.reals[0].port) == ("127.0.0.1", "127.0.0.1", 8080)
+
+
+def test_a_stuck_lookup_is_abandoned(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+    import threading
+
+    from healthd.config import lookup
+
+    release = threading.Event()
+
+    def stuck(*_args: object, **_kw: object) -> list[object]:
+        release.wait(30)
+        return []
+
+    monkeypatch.setattr(lookup, "RESOLVE_TIMEOUT", 0.2)
+    monkeypatch.setattr(socket, "getaddrinfo", stuck)
+    try:
+        assert system_resolver("stuck.test", 4) is None
+    finally:
+        release.set()
