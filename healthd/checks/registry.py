@@ -33,7 +33,8 @@ SERVICE_MODULES: dict[str, str] = {
 # Services whose negotiate check exists ("none" needs no module: always up).
 # The config layer rejects any other service with "not supported yet" rather
 # than letting it pass silently. Grows as modules land.
-SUPPORTED_SERVICES: frozenset[str] = frozenset({"none", "http", "https", "http_proxy", "simpletcp"})
+SUPPORTED_SERVICES: frozenset[str] = frozenset({"none", "http", "https", "http_proxy", "simpletcp",
+    "smtp", "submission", "pop", "pops", "imap", "imaps", "nntp"})
 
 
 class CheckRunner:
