@@ -292,7 +292,7 @@ def start_dnsmasq(wd: Path) -> Daemon:
         "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
         f"--port={port}", f"--listen-address={HOST}", "--bind-interfaces", "--user=nobody",
         f"--pid-file={wd}/dnsmasq.pid", "--log-facility=-",
-        "--host-record=www.healthd.test,192.0.2.10,2001:db8::10",
+        "--local=/healthd.test/", "--host-record=www.healthd.test,192.0.2.10,2001:db8::10",
         "--ptr-record=10.2.0.192.in-addr.arpa,www.healthd.test",
     ]
     daemon = launch("dnsmasq (dns)", argv, wd, _dns_ready(port))
