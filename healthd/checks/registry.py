@@ -34,7 +34,8 @@ SERVICE_MODULES: dict[str, str] = {
 # The config layer rejects any other service with "not supported yet" rather
 # than letting it pass silently. Grows as modules land.
 SUPPORTED_SERVICES: frozenset[str] = frozenset({"none", "http", "https", "http_proxy", "simpletcp",
-    "smtp", "submission", "pop", "pops", "imap", "imaps", "nntp", "dns", "ftp"})
+    "smtp", "submission", "pop", "pops", "imap", "imaps", "nntp", "dns", "ftp",
+    "pgsql", "mysql"})
 
 
 class CheckRunner:

@@ -373,3 +373,68 @@ def start_vsftpd(wd: Path) -> Daemon:
     daemon = launch("vsftpd (ftp)", ["vsftpd", str(conf)], wd, tcp_ready(port))
     daemon.ports["ftp"] = port
     return daemon
+
+
+# ---- PostgreSQL ----------------------------------------------------------------
+
+SQL_USER, SQL_PASSWORD, SQL_DATABASE = "checker", "pg-and-my secret", "health"
+
+
+def _pg_bin(name: str) -> str:
+    found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    if not found:
+        raise RuntimeError(f"PostgreSQL's {name} is not installed (Debian package postgresql)")
+    return str(found[-1])
+
+
+def start_postgres(wd: Path) -> Daemon:
+    port = free_port()
+    data = wd / "data"
+    (wd / "pwfile").write_text(SQL_PASSWORD + "\n")
+    chown(wd, "postgres")
+    as_pg = ["runuser", "-u", "postgres", "--"]
+    started = time.monotonic()
+    run_checked([*as_pg, _pg_bin("initdb"), "-D", str(data), "-U", SQL_USER, "--auth=scram-sha-256",
+                 f"--pwfile={wd}/pwfile", "-E", "UTF8", "--no-sync", "--no-instructions"])
+    argv = [*as_pg, _pg_bin("postgres"), "-D", str(data), "-k", str(wd), "-h", HOST, "-p", str(port),
+            "-c", "fsync=off", "-c", "shared_buffers=16MB", "-c", "max_connections=20"]
+    daemon = launch("postgresql (pgsql)", argv, wd, tcp_ready(port))
+    run_checked([*as_pg, _pg_bin("psql"), "-h", str(wd), "-p", str(port), "-U", SQL_USER, "-d", "postgres",
+                 "-c", f"CREATE DATABASE {SQL_DATABASE}"], env={**os.environ, "PGPASSWORD": SQL_PASSWORD})
+    run_checked([*as_pg, _pg_bin("psql"), "-h", str(wd), "-p", str(port), "-U", SQL_USER, "-d", SQL_DATABASE,
+                 "-c", "CREATE TABLE pool (host text, enabled boolean);"
+                       "INSERT INTO pool VALUES ('a', true), ('b', false);"],
+                env={**os.environ, "PGPASSWORD": SQL_PASSWORD})
+    STARTUP[daemon.name] = time.monotonic() - started  # initdb included
+    daemon.ports["pgsql"] = port
+    return daemon
+
+
+# ---- MariaDB -------------------------------------------------------------------
+
+
+def start_mariadb(wd: Path) -> Daemon:
+    port = free_port()
+    data, sock = wd / "data", wd / "mysqld.sock"
+    data.mkdir()
+    chown(wd, "mysql")
+    started = time.monotonic()
+    common = [f"--datadir={data}", "--user=mysql", "--innodb-buffer-pool-size=16M",
+              "--innodb-log-file-size=8M", "--skip-name-resolve"]
+    run_checked(["mariadb-install-db", "--no-defaults", *common, "--auth-root-authentication-method=socket",
+                 "--skip-test-db"])
+    argv = ["mariadbd", "--no-defaults", *common, f"--socket={sock}", f"--port={port}",
+            f"--bind-address={HOST}", f"--pid-file={wd}/mysqld.pid", f"--log-error={wd}/mysqld.err",
+            "--skip-log-bin", "--innodb-flush-log-at-trx-commit=0"]
+    daemon = launch("mariadb (mysql)", argv, wd, lambda: tcp_ready(port)() and sock.exists())
+    setup = (
+        f"CREATE USER '{SQL_USER}'@'%' IDENTIFIED BY '{SQL_PASSWORD}';"
+        f"CREATE DATABASE {SQL_DATABASE};"
+        f"GRANT SELECT ON {SQL_DATABASE}.* TO '{SQL_USER}'@'%';"
+        f"CREATE TABLE {SQL_DATABASE}.pool (host text, enabled boolean);"
+        f"INSERT INTO {SQL_DATABASE}.pool VALUES ('a', true), ('b', false);"
+    )
+    run_checked(["mariadb", "--no-defaults", f"--socket={sock}", "-u", "root", "-e", setup])
+    STARTUP[daemon.name] = time.monotonic() - started  # mariadb-install-db included
+    daemon.ports["mysql"] = port
+    return daemon
