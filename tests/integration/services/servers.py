@@ -438,3 +438,63 @@ def start_mariadb(wd: Path) -> Daemon:
     STARTUP[daemon.name] = time.monotonic() - started  # mariadb-install-db included
     daemon.ports["mysql"] = port
     return daemon
+
+
+# ---- LDAP: slapd ---------------------------------------------------------------
+
+LDAP_SUFFIX = "dc=healthd,dc=test"
+LDAP_BIND_DN, LDAP_PASSWORD = f"cn=checker,{LDAP_SUFFIX}", "ldap pass word"
+
+
+def start_slapd(wd: Path) -> Daemon:
+    ldap_port, ldaps_port = free_port(), free_port()
+    cert, key = make_cert(wd)
+    (wd / "db").mkdir()
+    conf = wd / "slapd.conf"
+    conf.write_text(textwrap.dedent(f"""\
+        include /etc/ldap/schema/core.schema
+        pidfile {wd}/slapd.pid
+        argsfile {wd}/slapd.args
+        modulepath /usr/lib/ldap
+        moduleload back_mdb
+        TLSCertificateFile {cert}
+        TLSCertificateKeyFile {key}
+        database mdb
+        suffix "{LDAP_SUFFIX}"
+        rootdn "cn=admin,{LDAP_SUFFIX}"
+        directory {wd}/db
+        maxsize 10485760
+        access to attrs=userPassword by anonymous auth by * none
+        access to * by * read
+        """))
+    (wd / "seed.ldif").write_text(textwrap.dedent(f"""\
+        dn: {LDAP_SUFFIX}
+        objectClass: dcObject
+        objectClass: organization
+        dc: healthd
+        o: healthd tests
+
+        dn: ou=people,{LDAP_SUFFIX}
+        objectClass: organizationalUnit
+        ou: people
+
+        dn: cn=alice,ou=people,{LDAP_SUFFIX}
+        objectClass: person
+        cn: alice
+        sn: Liddell
+
+        dn: {LDAP_BIND_DN}
+        objectClass: person
+        cn: checker
+        sn: Checker
+        userPassword: {LDAP_PASSWORD}
+        """))
+    started = time.monotonic()
+    run_checked(["slapadd", "-f", str(conf), "-l", str(wd / "seed.ldif")])
+    argv = ["slapd", "-f", str(conf), "-h", f"ldap://{HOST}:{ldap_port}/ ldaps://{HOST}:{ldaps_port}/",
+            "-d", "0"]
+    daemon = launch("slapd (ldap, ldaps)", argv, wd,
+                    lambda: tcp_ready(ldap_port)() and tcp_ready(ldaps_port)())
+    STARTUP[daemon.name] = time.monotonic() - started  # slapadd included
+    daemon.ports.update(ldap=ldap_port, ldaps=ldaps_port)
+    return daemon
