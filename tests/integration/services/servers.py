@@ -498,3 +498,41 @@ def start_slapd(wd: Path) -> Daemon:
     STARTUP[daemon.name] = time.monotonic() - started  # slapadd included
     daemon.ports.update(ldap=ldap_port, ldaps=ldaps_port)
     return daemon
+
+
+# ---- SIP: kamailio -------------------------------------------------------------
+
+SIP_BUSY_USER = "busy"  # OPTIONS to this user is answered 486 Busy Here
+
+
+def start_kamailio(wd: Path) -> Daemon:
+    port = free_port()
+    conf = wd / "kamailio.cfg"
+    conf.write_text(textwrap.dedent(f"""\
+        #!KAMAILIO
+        debug=1
+        log_stderror=yes
+        children=1
+        tcp_children=1
+        listen=udp:{HOST}:{port}
+        listen=tcp:{HOST}:{port}
+        loadmodule "sl.so"
+        loadmodule "pv.so"
+        loadmodule "textops.so"
+        request_route {{
+            if ($rU == "{SIP_BUSY_USER}") {{
+                sl_send_reply("486", "Busy Here");
+                exit;
+            }}
+            if (is_method("OPTIONS")) {{
+                sl_send_reply("200", "OK");
+                exit;
+            }}
+            sl_send_reply("405", "Method Not Allowed");
+        }}
+        """))
+    argv = ["kamailio", "-f", str(conf), "-DD", "-E", "-m", "32", "-M", "8",
+            "-P", str(wd / "kamailio.pid"), "-Y", str(wd), "-w", str(wd)]
+    daemon = launch("kamailio (sip)", argv, wd, tcp_ready(port))
+    daemon.ports["sip"] = port
+    return daemon
