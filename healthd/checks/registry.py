@@ -35,7 +35,8 @@ SERVICE_MODULES: dict[str, str] = {
 # than letting it pass silently. Grows as modules land.
 SUPPORTED_SERVICES: frozenset[str] = frozenset({"none", "http", "https", "http_proxy", "simpletcp",
     "smtp", "submission", "pop", "pops", "imap", "imaps", "nntp", "dns", "ftp",
-    "pgsql", "mysql", "ldap", "ldaps", "sip"})
+    "pgsql", "mysql", "ldap", "ldaps", "sip",
+    "radius"})
 
 
 class CheckRunner:

@@ -536,3 +536,65 @@ def start_kamailio(wd: Path) -> Daemon:
     daemon = launch("kamailio (sip)", argv, wd, tcp_ready(port))
     daemon.ports["sip"] = port
     return daemon
+
+
+# ---- RADIUS: freeradius --------------------------------------------------------
+
+RADIUS_SECRET, RADIUS_USER, RADIUS_PASSWORD = "shared-by-healthd", "alice", "radius pass"
+RADIUS_CONF = Path("/etc/freeradius/3.0")
+
+
+def start_freeradius(wd: Path) -> Daemon:
+    port = free_port(socket.SOCK_DGRAM)
+    raddb = wd / "raddb"
+    shutil.copytree(RADIUS_CONF, raddb, symlinks=True)
+    # Only what PAP against the users file needs: fewer modules start faster and need no EAP certificates.
+    for unused in ("eap", "mschap", "ntlm_auth", "dynamic_clients", "soh", "digest", "chap"):
+        (raddb / "mods-enabled" / unused).unlink(missing_ok=True)
+    for site in (raddb / "sites-enabled").iterdir():
+        site.unlink()
+    (raddb / "sites-enabled" / "healthd").write_text(textwrap.dedent(f"""\
+        server default {{
+            listen {{
+                type = auth
+                ipaddr = {HOST}
+                port = {port}
+            }}
+            authorize {{
+                files
+                pap
+            }}
+            authenticate {{
+                Auth-Type PAP {{
+                    pap
+                }}
+            }}
+            post-auth {{
+            }}
+        }}
+        """))
+    (raddb / "clients.conf").write_text(
+        f"client healthd {{\n  ipaddr = {HOST}\n  secret = {RADIUS_SECRET}\n}}\n")
+    users = raddb / "mods-config" / "files" / "authorize"
+    users.write_text(f'{RADIUS_USER} Cleartext-Password := "{RADIUS_PASSWORD}"\n')
+    conf = raddb / "radiusd.conf"
+    conf.write_text(conf.read_text()
+                    .replace("logdir = /var/log/freeradius", f"logdir = {wd}/log")
+                    .replace("run_dir = ${localstatedir}/run/${name}", f"run_dir = {wd}/run"))
+    (wd / "log").mkdir()
+    (wd / "run").mkdir()
+    chown(wd, "freerad")
+    argv = ["freeradius", "-f", "-d", str(raddb), "-l", "stdout"]
+    daemon = launch("freeradius (radius)", argv, wd, lambda: _udp_bound(port))
+    daemon.ports["radius"] = port
+    return daemon
+
+
+def _udp_bound(port: int) -> bool:
+    """Whether something has bound UDP `port` on HOST (freeradius answers nothing without a secret)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return True
+    return False
