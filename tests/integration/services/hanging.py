@@ -30,4 +30,4 @@ async def assert_hang_bounded(check: Check, silent: CheckSpec, healthy: CheckSpe
         good = results[1]
         assert good.ok, good
         # The healthy check finished long before the silent one gave up.
-        assert good.latency < silent.deadline / 2, good.latency
+        assert good.latency < silent.deadline * 0.6, good.latency
