@@ -46,7 +46,7 @@ async def bounded(spec: CheckSpec, dialogue: Callable[[], Awaitable[str]]) -> Ou
     except ConnectionResetError:
         return done(False, "connection reset by the server")
     except ssl.SSLError as exc:
-        return done(False, f"TLS failed: {exc.reason or exc}")
+        return done(False, f"TLS failed: {getattr(exc, 'reason', None) or exc}")
     except OSError as exc:
         return done(False, f"network error: {exc.strerror or exc}")
     except (ValueError, UnicodeError) as exc:
