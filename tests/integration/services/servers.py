@@ -185,7 +185,7 @@ def start_exim(wd: Path) -> Daemon:
         log_file_path = {wd}/log/%slog
         keep_environment =
         tls_advertise_hosts =
-        local_interfaces = {HOST}
+        local_interfaces = <; {HOST} ; ::1
         acl_smtp_rcpt = refuse_all
         begin acl
         refuse_all:
@@ -290,7 +290,7 @@ def start_dnsmasq(wd: Path) -> Daemon:
     port = free_port(socket.SOCK_DGRAM)
     argv = [
         "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
-        f"--port={port}", f"--listen-address={HOST}", "--bind-interfaces", "--user=nobody",
+        f"--port={port}", f"--listen-address={HOST},::1", "--bind-interfaces", "--user=nobody",
         f"--pid-file={wd}/dnsmasq.pid", "--log-facility=-",
         "--local=/healthd.test/", "--host-record=www.healthd.test,192.0.2.10,2001:db8::10",
         "--ptr-record=10.2.0.192.in-addr.arpa,www.healthd.test",
@@ -516,6 +516,8 @@ def start_kamailio(wd: Path) -> Daemon:
         tcp_children=1
         listen=udp:{HOST}:{port}
         listen=tcp:{HOST}:{port}
+        listen=udp:[::1]:{port}
+        listen=tcp:[::1]:{port}
         loadmodule "sl.so"
         loadmodule "pv.so"
         loadmodule "textops.so"

@@ -48,6 +48,14 @@ async def test_answer_matches_up(dnsmasq: servers.Daemon, ctx: CheckContext, pro
 
 
 @pytest.mark.parametrize("protocol", ["udp", "tcp"])
+async def test_real_on_ipv6_up(dnsmasq: servers.Daemon, ctx: CheckContext, protocol: str) -> None:
+    spec = dns_spec(dnsmasq.ports["dns"], "www.healthd.test", "2001:db8::10", protocol,
+                    family=6, address="::1")
+    out = await dns_check.check(spec, ctx)
+    assert out.ok, out
+
+
+@pytest.mark.parametrize("protocol", ["udp", "tcp"])
 async def test_wrong_receive_down(dnsmasq: servers.Daemon, ctx: CheckContext, protocol: str) -> None:
     spec = dns_spec(dnsmasq.ports["dns"], "www.healthd.test", "192.0.2.99", protocol)
     out = await dns_check.check(spec, ctx)

@@ -57,6 +57,12 @@ async def test_smtp_up(exim: servers.Daemon, ctx: CheckContext, service: str) ->
     assert "EHLO" in out.detail
 
 
+@pytest.mark.parametrize("service", ["smtp", "submission"])
+async def test_smtp_over_ipv6_up(exim: servers.Daemon, ctx: CheckContext, service: str) -> None:
+    out = await mail.check(spec_for(service, exim.ports[service], family=6, address="::1"), ctx)
+    assert out.ok, out
+
+
 @pytest.mark.parametrize("service", ["pop", "pops", "imap", "imaps"])
 async def test_greeting_only_up(dovecot: servers.Daemon, ctx: CheckContext, service: str) -> None:
     out = await mail.check(spec_for(service, dovecot.ports[service]), ctx)

@@ -37,6 +37,13 @@ async def test_options_answered_200_up(kamailio: servers.Daemon, ctx: CheckConte
 
 
 @pytest.mark.parametrize("protocol", ["udp", "tcp"])
+async def test_real_on_ipv6_up(kamailio: servers.Daemon, ctx: CheckContext, protocol: str) -> None:
+    spec = sip_spec(kamailio.ports["sip"], protocol, family=6, address="::1")
+    out = await sip.check(spec, ctx)
+    assert out.ok, out
+
+
+@pytest.mark.parametrize("protocol", ["udp", "tcp"])
 async def test_busy_answer_down(kamailio: servers.Daemon, ctx: CheckContext, protocol: str) -> None:
     spec = sip_spec(kamailio.ports["sip"], protocol, login=f"{servers.SIP_BUSY_USER}@127.0.0.1")
     out = await sip.check(spec, ctx)
