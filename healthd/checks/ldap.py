@@ -19,6 +19,9 @@ import math
 import re
 import ssl
 
+import ldap3
+from ldap3.core.exceptions import LDAPException
+
 from healthd.checks.context import CheckContext
 from healthd.checks.dialog import CheckFailed, bounded, excerpt, strip_slash
 from healthd.checks.spec import CheckSpec, Outcome
@@ -58,9 +61,6 @@ def judge_entries(dns: list[str], base: str, receive_re: str | None) -> str:
 
 
 def _ldap_blocking(spec: CheckSpec) -> str:
-    import ldap3
-    from ldap3.core.exceptions import LDAPException
-
     # ldap3 packs the receive timeout as a C long: whole seconds, rounded up.
     timeout = max(1, math.ceil(spec.deadline))
     tls = None

@@ -13,6 +13,13 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+# Imported here, not inside a check: a first import takes long enough to eat a
+# short deadline and blocks the event loop while it runs.
+import aiomysql
+import asyncpg
+import oracledb
+import pymysql
+
 from healthd.checks.context import CheckContext
 from healthd.checks.dialog import CheckFailed, bounded, excerpt, strip_slash
 from healthd.checks.spec import CheckSpec, Outcome
@@ -40,8 +47,6 @@ def driver_error(service: str, exc: BaseException) -> CheckFailed:
 
 
 async def _pgsql(spec: CheckSpec, query: str) -> Any:
-    import asyncpg
-
     try:
         conn = await asyncpg.connect(
             host=spec.address, port=spec.port, user=spec.login, password=spec.passwd,
@@ -58,9 +63,6 @@ async def _pgsql(spec: CheckSpec, query: str) -> Any:
 
 
 async def _mysql(spec: CheckSpec, query: str) -> Any:
-    import aiomysql
-    import pymysql
-
     try:
         conn = await aiomysql.connect(
             host=spec.address, port=spec.port, user=spec.login, password=spec.passwd,
@@ -90,8 +92,6 @@ def _mysql_error(spec: CheckSpec, exc: BaseException) -> CheckFailed | OSError:
 
 
 async def _oracle(spec: CheckSpec, query: str) -> Any:
-    import oracledb
-
     try:
         conn = await oracledb.connect_async(
             user=spec.login, password=spec.passwd, host=spec.address, port=spec.port,
