@@ -29,5 +29,6 @@ async def assert_hang_bounded(check: Check, silent: CheckSpec, healthy: CheckSpe
     if healthy is not None:
         good = results[1]
         assert good.ok, good
-        # The healthy check finished long before the silent one gave up.
-        assert good.latency < silent.deadline * 0.6, good.latency
+        # Had it waited behind the silent check it would have taken the whole deadline;
+        # it finished before the silent one gave up.
+        assert good.latency < silent.deadline, good.latency
