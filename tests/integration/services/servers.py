@@ -600,3 +600,49 @@ def _udp_bound(port: int) -> bool:
         except OSError:
             return True
     return False
+
+
+# ---- a hostile server: floods every connection with one endless line -----------
+
+
+@contextlib.contextmanager
+def flooding_tcp(total: int = 4 * 1024 * 1024) -> Iterator[int]:
+    """A TCP port whose every connection receives `total` bytes without a line break."""
+    import threading
+
+    stop = threading.Event()
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind((HOST, 0))
+    listener.listen(16)
+    listener.settimeout(0.2)
+
+    def flood(conn: socket.socket) -> None:
+        chunk = b"2" * 65536  # starts like a positive reply code, never ends the line
+        with conn:
+            conn.settimeout(5)
+            sent = 0
+            try:
+                while sent < total and not stop.is_set():
+                    conn.sendall(chunk)
+                    sent += len(chunk)
+            except OSError:
+                pass  # the client gave up, as it should
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=flood, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(2)
+        listener.close()
