@@ -8,7 +8,9 @@ verified, like every healthd check by default; `virtualhost` is sent as SNI).
 
 ldap3 is a blocking library, so the dialogue runs in a worker thread; its
 connect and receive timeouts are set from the deadline, so the thread ends on
-its own even after the runner has given up on it.
+its own even after the runner has given up on it. The threads come from a pool
+of their own, large enough that silent LDAP servers cannot queue the checks of
+healthy ones (or anybody else's asyncio.to_thread work) behind them.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import contextlib
 import math
 import re
 import ssl
+from concurrent.futures import ThreadPoolExecutor
 
 import ldap3
 from ldap3.core.exceptions import LDAPException
@@ -25,6 +28,11 @@ from ldap3.core.exceptions import LDAPException
 from healthd.checks.context import CheckContext
 from healthd.checks.dialog import CheckFailed, bounded, excerpt, strip_slash
 from healthd.checks.spec import CheckSpec, Outcome
+
+# A silent server holds a thread for about one deadline; this many can hang at
+# once before a healthy check has to wait for a thread.
+LDAP_THREADS = 64
+_pool = ThreadPoolExecutor(max_workers=LDAP_THREADS, thread_name_prefix="healthd-ldap")
 
 # ---- pure logic ----------------------------------------------------------
 
@@ -110,7 +118,7 @@ def _ldap_blocking(spec: CheckSpec) -> str:
 async def _ldap(spec: CheckSpec) -> str:
     # An empty base (the default request "/") reads the root DSE, as ldirectord does.
     try:
-        return await asyncio.to_thread(_ldap_blocking, spec)
+        return await asyncio.get_running_loop().run_in_executor(_pool, _ldap_blocking, spec)
     except (CheckFailed, OSError):
         raise
     except Exception as exc:

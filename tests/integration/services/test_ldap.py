@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Iterator
 
 import pytest
@@ -84,6 +86,21 @@ async def test_hanging_server_fails_at_deadline(slapd: servers.Daemon, silent_tc
                                                 ctx: CheckContext, service: str) -> None:
     silent = ldap_spec(service, silent_tcp_port, negotiatetimeout=1.5)
     await assert_hang_bounded(ldap.check, silent, ldap_spec("ldap", slapd.ports["ldap"]), ctx)
+
+
+async def test_many_silent_servers_do_not_starve_a_healthy_one(slapd: servers.Daemon,
+                                                                ctx: CheckContext) -> None:
+    # More silent servers than the default thread pool has workers on a small machine.
+    silent_count = 12
+    with contextlib.ExitStack() as stack:
+        ports = [stack.enter_context(servers.silent_tcp()) for _ in range(silent_count)]
+        silent = [asyncio.create_task(ldap.check(ldap_spec("ldap", port, negotiatetimeout=1.5), ctx))
+                  for port in ports]
+        await asyncio.sleep(0.3)  # the silent checks hold their threads first
+        healthy = ldap.check(ldap_spec("ldap", slapd.ports["ldap"], negotiatetimeout=1.5), ctx)
+        results = await asyncio.wait_for(asyncio.gather(healthy, *silent), 15)
+    assert results[0].ok, results[0]
+    assert all(not r.ok and "timed out" in r.detail for r in results[1:]), results[1:]
 
 
 @pytest.mark.parametrize("service", ["ldap", "ldaps"])
