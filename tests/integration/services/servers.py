@@ -646,3 +646,49 @@ def flooding_tcp(total: int = 4 * 1024 * 1024) -> Iterator[int]:
         stop.set()
         thread.join(2)
         listener.close()
+
+
+# ---- a TLS listener that records the SNI each client sent -----------------------
+
+
+@contextlib.contextmanager
+def sni_recorder(greeting: bytes) -> Iterator[tuple[int, list[str | None]]]:
+    """A TLS port that notes each handshake's server name, sends `greeting` and closes."""
+    import ssl
+    import threading
+
+    seen: list[str | None] = []
+    with workdir("sni") as wd:
+        cert, key = make_cert(wd)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        context.sni_callback = lambda _sock, name, _ctx: seen.append(name)
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.bind((HOST, 0))
+        listener.listen(8)
+        listener.settimeout(0.2)
+        stop = threading.Event()
+
+        def serve() -> None:
+            while not stop.is_set():
+                try:
+                    conn, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+                try:
+                    conn.settimeout(3)
+                    with context.wrap_socket(conn, server_side=True) as tls:
+                        tls.sendall(greeting)
+                except OSError:
+                    pass
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        try:
+            yield listener.getsockname()[1], seen
+        finally:
+            stop.set()
+            thread.join(2)
+            listener.close()
