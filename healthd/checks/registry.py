@@ -34,9 +34,8 @@ SERVICE_MODULES: dict[str, str] = {
 # The config layer rejects any other service with "not supported yet" rather
 # than letting it pass silently. Grows as modules land.
 SUPPORTED_SERVICES: frozenset[str] = frozenset({"none", "http", "https", "http_proxy", "simpletcp",
-    "smtp", "submission", "pop", "pops", "imap", "imaps", "nntp", "dns", "ftp",
-    "pgsql", "mysql", "ldap", "ldaps", "sip",
-    "radius"})
+    "dns", "smtp", "submission", "pop", "pops", "imap", "imaps", "nntp", "ftp",
+    "ldap", "ldaps", "mysql", "pgsql", "sip", "radius"})  # not oracle: never run against a real server
 
 
 class CheckRunner:

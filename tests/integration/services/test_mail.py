@@ -130,7 +130,7 @@ async def test_nntp_busy_down(nntpd_busy: servers.Daemon, ctx: CheckContext) -> 
     assert "400" in out.detail
 
 
-@pytest.mark.parametrize("service", ["smtp", "pop", "pops", "imap", "imaps", "nntp"])
+@pytest.mark.parametrize("service", ["smtp", "submission", "pop", "pops", "imap", "imaps", "nntp"])
 async def test_hanging_server_fails_at_deadline(
     exim: servers.Daemon, silent_tcp_port: int, ctx: CheckContext, service: str
 ) -> None:
