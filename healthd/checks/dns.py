@@ -92,7 +92,8 @@ async def _ask(spec: CheckSpec, name: str, kind: str) -> dns.message.Message:
     if spec.protocol == "tcp":
         response = await dns.asyncquery.tcp(query, spec.address, port=spec.port)
     else:
-        response = await dns.asyncquery.udp(query, spec.address, port=spec.port)
+        # A truncated UDP answer is asked again over TCP, as resolvers do.
+        response, _ = await dns.asyncquery.udp_with_fallback(query, spec.address, port=spec.port)
     rcode = response.rcode()
     if rcode != dns.rcode.NOERROR:
         raise CheckFailed(f"DNS {dns.rcode.to_text(rcode)} for {name} {kind}")

@@ -294,6 +294,8 @@ def start_dnsmasq(wd: Path) -> Daemon:
         f"--pid-file={wd}/dnsmasq.pid", "--log-facility=-",
         "--local=/healthd.test/", "--host-record=www.healthd.test,192.0.2.10,2001:db8::10",
         "--ptr-record=10.2.0.192.in-addr.arpa,www.healthd.test",
+        # Too many addresses for a 512-byte UDP answer: the reply comes truncated.
+        *(f"--host-record=big.healthd.test,192.0.2.{i}" for i in range(101, 141)),
     ]
     daemon = launch("dnsmasq (dns)", argv, wd, _dns_ready(port))
     daemon.ports["dns"] = port

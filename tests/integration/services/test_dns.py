@@ -63,6 +63,12 @@ async def test_wrong_receive_down(dnsmasq: servers.Daemon, ctx: CheckContext, pr
     assert "192.0.2.10" in out.detail and "does not match" in out.detail
 
 
+async def test_truncated_udp_answer_is_asked_again_over_tcp(dnsmasq: servers.Daemon,
+                                                            ctx: CheckContext) -> None:
+    out = await dns_check.check(dns_spec(dnsmasq.ports["dns"], "big.healthd.test", "192.0.2.140"), ctx)
+    assert out.ok, out
+
+
 async def test_regex_must_match_whole_answer(dnsmasq: servers.Daemon, ctx: CheckContext) -> None:
     out = await dns_check.check(dns_spec(dnsmasq.ports["dns"], "www.healthd.test", r"192\.0\.2\.1"), ctx)
     assert not out.ok, out
