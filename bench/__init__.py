@@ -1,1 +1,1 @@
-"""Reproducible benchmarks: `python -m bench NAME` (or `./run bench NAME`)."""
+"""healthd's benchmarks: `python -m bench NAME` (they print times and ratios; nothing here asserts speed)."""

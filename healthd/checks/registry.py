@@ -70,7 +70,9 @@ SERVICE_MODULES: dict[str, str] = {
 # Services whose negotiate check exists ("none" needs no module: always up).
 # The config layer rejects any other service with "not supported yet" rather
 # than letting it pass silently. Grows as modules land.
-SUPPORTED_SERVICES: frozenset[str] = frozenset({"none", "http", "https", "http_proxy", "simpletcp"})
+SUPPORTED_SERVICES: frozenset[str] = frozenset({"none", "http", "https", "http_proxy", "simpletcp",
+    "dns", "smtp", "submission", "pop", "pops", "imap", "imaps", "nntp", "ftp",
+    "ldap", "ldaps", "mysql", "pgsql", "sip", "radius"})  # not oracle: never run against a real server
 
 # check type -> module, for the types that do not depend on the service
 _TYPE_MODULES: dict[CheckType, str] = {

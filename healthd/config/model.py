@@ -36,7 +36,7 @@ class Fallback:
 
     address: str
     port: int
-    forward: str = "masq"  # ldirectord's default forwarding for a fallback
+    forward: str = "gate"  # ldirectord's default forwarding for a fallback
     weight: int = 1
 
 
@@ -55,11 +55,13 @@ class Virtual:
     schedflags: tuple[str, ...] = ()  # as written, e.g. ("flag-1",) or ("sh-fallback",)
     ops: bool = False
     reals: tuple[Real, ...] = ()
+    # Effective values: the section's own, else the global one (fallback: its port
+    # defaults to the virtual's), so that later layers never look at GlobalSettings.
     fallback: Fallback | None = None
     fallbackcommand: str | None = None
     quiescent: bool = False
     cleanstop: bool = True
-    service: str = "none"  # resolved service, also present in every real's CheckSpec
+    service: str = "none"  # resolved service (given, or by port); in each CheckSpec when it negotiates
     checktype: str = "negotiate"  # as resolved, for summaries
     servicename: str | None = None
     comment: str | None = None
@@ -113,6 +115,7 @@ class Config:
     path: str  # the file actually read
     settings: GlobalSettings = field(default_factory=GlobalSettings)
     virtuals: tuple[Virtual, ...] = ()
+    warnings: tuple[ConfigIssue, ...] = ()  # things that work but deserve a look, in line order
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +127,8 @@ class ConfigIssue:
     message: str
 
     def __str__(self) -> str:
+        if self.line <= 0:  # about the file as a whole (not found, unreadable)
+            return f"{self.path}: {self.message}"
         return f"{self.path}:{self.line}: {self.message}"
 
 

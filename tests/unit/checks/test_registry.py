@@ -27,7 +27,8 @@ async def test_off_is_never_up() -> None:
     assert not outcome.ok and "off" in outcome.detail
 
 
-async def test_unsupported_service_says_so() -> None:
+async def test_unsupported_service_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(SERVICE_MODULES, "radius", "no_such_check_module")
     outcome = await CheckRunner().run(replace(HTTP, service="radius"))
     assert not outcome.ok and outcome.detail == "service radius is not supported yet"
 
