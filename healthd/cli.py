@@ -12,5 +12,9 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"healthd {__version__}")
         return 0
+    if args[:1] == ["check-config"]:
+        from healthd.config.cli import main as check_config
+
+        return check_config(args[1:])
     print("healthd: not implemented yet", file=sys.stderr)
     return 2
