@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,6 +163,7 @@ class Result:
     hang_ms: list[float]
     hang_by_timeout: int
     timeline: list[tuple[str, str, float | None, float | None, str]]  # victim, kind, verdict ms, table ms
+    health: Counter[tuple[str, str]]  # (state, failure detail) -> reals, at the end of the window
 
 
 def rss_mb() -> float:
@@ -211,6 +213,11 @@ async def run_size(n: int, window: float, interval: float, check_timeout: float)
             runs = sched.runs_finished - runs0
             stats = sched.stats()
             rss = rss_mb()
+            health = Counter()
+            for real_spec in engine._users:
+                rec = engine.health.get(real_spec)
+                if rec is not None:
+                    health[(str(rec.state), rec.last.detail if rec.last and not rec.last.ok else "")] += 1
 
             reconciler.watch = {a: key_of[a] for a in victims}
             failing_detail.clear()
@@ -249,6 +256,7 @@ async def run_size(n: int, window: float, interval: float, check_timeout: float)
         hang_ms=ms(hangers),
         hang_by_timeout=sum(1 for a in hangers if "timed out" in failing_detail.get(a, "")),
         timeline=timeline,
+        health=health,
     )
 
 
@@ -271,6 +279,9 @@ def report(r: Result, interval: float, timeout: float, verbose: bool = False) ->
     print(f"  RSS               {r.rss_mb:9.1f} MB (peak {r.max_rss_mb:.1f} MB)   (target < 200 MB)")
     print(f"  ticks skipped     {r.skipped} (a run still in flight); reals reported down before t0: "
           f"{r.failures}")
+    states = ", ".join(f"{n} {state}{f' ({detail})' if detail else ''}"
+                       for (state, detail), n in r.health.most_common(4))
+    print(f"  reals at t0       {states}")
     print(f"  detect refusing   {_fmt(r.refuse_ms)}   (target <= {(interval + 0.1) * 1000:.0f} ms)")
     print(f"  detect hanging    {_fmt(r.hang_ms)}, {r.hang_by_timeout} by timeout   "
           f"(target <= {(interval + timeout + 0.1) * 1000:.0f} ms)")

@@ -63,6 +63,7 @@ class Engine:
         resolve_deadline: float = 5.0,
         resolver: Callable[[str], str | None] | None = None,
         freeze_gc: bool = True,
+        resync_interval: float | None = 60.0,
     ) -> None:
         self.config = config
         self._runner = runner
@@ -74,6 +75,7 @@ class Engine:
         self.resolve_deadline = resolve_deadline
         self._resolver = resolver
         self.freeze_gc = freeze_gc
+        self.resync_interval = resync_interval  # seconds between drift repairs; None: never
         self.health = HealthBook()
         self.scheduler = Scheduler(runner.run, self._on_outcome)
         self.commands = CommandQueue(command_timeout)
@@ -223,7 +225,14 @@ class Engine:
 
     async def _apply_loop(self) -> None:
         while not self._stopping:
-            await self._wake.wait()
+            if self.resync_interval:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.resync_interval)
+                except TimeoutError:
+                    await self._resync()
+                    continue
+            else:
+                await self._wake.wait()
             if self._stopping:
                 return
             await asyncio.sleep(self.coalesce)  # let a burst of verdicts land in one sync
@@ -240,6 +249,18 @@ class Engine:
             if self.last_sync_error is not None:
                 await asyncio.sleep(self.retry)
                 self._wake.set()
+
+    async def _resync(self) -> None:
+        """Repair drift (someone ran ipvsadm by hand) against the last desired table."""
+        resync = getattr(self._reconciler, "resync", None)
+        if resync is None or self.last_sync_error is not None:
+            return
+        try:
+            await resync()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._emit(events.SyncFailed(f"resync: {type(exc).__name__}: {exc}"))
 
     def _replan(self, keys: set[ServiceKey]) -> None:
         settings = self.config.settings

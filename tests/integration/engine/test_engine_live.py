@@ -15,7 +15,7 @@ from healthd.config import parse_text
 from healthd.engine import events
 from healthd.engine.engine import Engine
 from healthd.ipvs.memory import MemoryTable
-from healthd.ipvs.model import Family, Protocol, ServiceKey
+from healthd.ipvs.model import DeleteDest, DestKey, Family, Protocol, ServiceKey
 from healthd.ipvs.reconcile import Reconciler
 
 from .servers import Real, free_port
@@ -164,3 +164,12 @@ async def test_maintenance_dir_on_live_servers(reals: dict[str, Real], tmp_path:
         await wait_dests(live, {label(b): 1})
         (tmp_path / f"{a.host}:{a.port}").unlink()
         await wait_dests(live, {label(a): 1, label(b): 1})
+
+
+async def test_hand_made_change_is_repaired(reals: dict[str, Real]) -> None:
+    a, b = reals["a"], reals["b"]
+    async with Live(config_text(reals, ["a", "b"]), resync_interval=0.2) as live:
+        await wait_dests(live, {label(a): 1, label(b): 1})
+        await live.table.apply(DeleteDest(VIP, DestKey(a.host, a.port)))  # someone ran ipvsadm -d
+        assert await live.dests() == {label(b): 1}
+        await wait_dests(live, {label(a): 1, label(b): 1}, within=3)

@@ -236,3 +236,18 @@ async def test_start_raises_when_the_table_cannot_be_applied() -> None:
         assert "netlink said no" in str(exc)
     else:
         raise AssertionError("start() should fail")
+
+
+async def test_drift_is_repaired_periodically() -> None:
+    rec, runner = RecordingReconciler(), ScriptedRunner()
+    resyncs = 0
+
+    async def resync() -> None:
+        nonlocal resyncs
+        resyncs += 1
+
+    rec.resync = resync  # type: ignore[attr-defined]
+    eng = Engine(config(virtual(reals=(r("10.0.0.2"),))), runner, rec, resync_interval=0.05)
+    await eng.start()
+    await until(lambda: resyncs >= 2)
+    await eng.stop(cleanstop=False)
