@@ -44,6 +44,7 @@ class SchedulerStats:
     runs_finished: int
     ticks_skipped: int  # previous run still in flight when the next fell due
     ticks_dropped: int  # the loop was more than an interval late
+    ticks_shed: int  # not run because the wheel was more than SHED_LAG late (overload)
     overruns: int  # runs cancelled by the scheduler's own deadline guard
     lateness_samples: int
     lateness_median: float  # seconds
@@ -112,6 +113,12 @@ class Scheduler:
     GRACE = 0.5  # seconds past spec.deadline before the scheduler cancels a run itself
     SWEEP = 0.25  # seconds between two looks for runs past their deadline
     RESOLUTION = 0.001  # width of a bucket of the wheel, seconds
+    # When the wheel itself runs this late, the process cannot keep up with the checks it is
+    # asked to run (CPU starved, or too many checks for one core): ticks that late are shed
+    # (counted, not run) until it catches up. Running them anyway would let the event loop
+    # fall seconds behind, and then checks that did get their answer in time would be
+    # judged timed out: an overloaded checker must check less often, never report reals down.
+    SHED_LAG = 0.2
 
     def __init__(self, run: RunCheck, on_outcome: OnOutcome, *, lateness_samples: int = 1 << 16) -> None:
         self._run = run
@@ -130,6 +137,7 @@ class Scheduler:
         self.runs_finished = 0
         self.ticks_skipped = 0
         self.ticks_dropped = 0
+        self.ticks_shed = 0
         self.overruns = 0
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -215,21 +223,26 @@ class Scheduler:
         last = int((now + 1e-6) / self.RESOLUTION)  # asyncio may run a timer a hair early
         heap, buckets = self._heap, self._buckets
         self._driving = True  # re-queued slots must not re-arm the timer one by one
+        shed_before = (now - self.SHED_LAG) / self.RESOLUTION
         try:
             while heap and heap[0] <= last:
-                for slot in buckets.pop(heapq.heappop(heap)):
+                number = heapq.heappop(heap)
+                shed = number < shed_before
+                for slot in buckets.pop(number):
                     if slot.active:
-                        self._tick(slot, now)
+                        self._tick(slot, now, shed)
         finally:
             self._driving = False
         if heap:
             self._arm(heap[0])
 
-    def _tick(self, slot: _Slot, now: float) -> None:
+    def _tick(self, slot: _Slot, now: float, shed: bool = False) -> None:
         loop = self._loop
         assert loop is not None
         due = slot.due
-        if slot.task is None:
+        if shed:
+            self.ticks_shed += 1
+        elif slot.task is None:
             spec = slot.next_spec()
             slot.task = task = loop.create_task(self._one_run(slot, spec, due))
             slot.overdue_at = now + spec.deadline + self.GRACE
@@ -300,6 +313,7 @@ class Scheduler:
             runs_finished=self.runs_finished,
             ticks_skipped=self.ticks_skipped,
             ticks_dropped=self.ticks_dropped,
+            ticks_shed=self.ticks_shed,
             overruns=self.overruns,
             lateness_samples=min(self.lateness._n, self.lateness._size),
             lateness_median=self.lateness.percentile(0.5),

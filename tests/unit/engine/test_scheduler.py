@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 
 from healthd.checks.spec import CheckSpec, CheckType, Outcome
 from healthd.engine.scheduler import Scheduler
@@ -189,3 +190,20 @@ async def test_identities_due_in_the_same_millisecond_all_run() -> None:
     await sched.stop()
     assert set(per_spec) == set(specs)
     assert min(per_spec.values()) >= 3  # none lost in a shared bucket
+
+
+async def test_ticks_far_behind_are_shed_not_run() -> None:
+    runner, got = ScriptedRunner(), Collector()
+    specs = [spec(f"10.0.3.{100 + i}", checkinterval=1.0) for i in range(50)]  # spread in this order
+    sched = Scheduler(runner.run, got)
+    sched.SHED_LAG = 0.05
+    sched.start(specs)  # first runs spread over one second
+    time.sleep(0.3)  # noqa: ASYNC251 - the loop is stuck on purpose: everything due in the first 0.25 s is now > 50 ms late
+    await asyncio.sleep(0.05)
+    stats = sched.stats()
+    await sched.stop()
+    assert stats.ticks_shed >= 5
+    assert stats.runs_started + stats.ticks_shed >= 13
+    ran = {s for _, s in runner.runs}
+    assert ran.isdisjoint(specs[: stats.ticks_shed])  # the late ones were shed...
+    assert specs[stats.ticks_shed] in ran  # ...and the first one on time after them ran
