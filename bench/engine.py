@@ -165,6 +165,7 @@ class Result:
     hang_by_timeout: int
     timeline: list[tuple[str, str, float | None, float | None, str]]  # victim, kind, verdict ms, table ms
     health: Counter[tuple[str, str]]  # (state, failure detail) -> reals, at the end of the window
+    sync_ms: list[float]  # how long each Reconciler.sync took
 
 
 def rss_mb() -> float:
@@ -259,6 +260,7 @@ async def run_size(n: int, window: float, interval: float, check_timeout: float)
         hang_by_timeout=sum(1 for a in hangers if "timed out" in failing_detail.get(a, "")),
         timeline=timeline,
         health=health,
+        sync_ms=sorted(x * 1000 for x in reconciler.sync_seconds),
     )
 
 
@@ -284,6 +286,9 @@ def report(r: Result, interval: float, timeout: float, verbose: bool = False) ->
     states = ", ".join(f"{n} {state}{f' ({detail})' if detail else ''}"
                        for (state, detail), n in r.health.most_common(4))
     print(f"  reals at t0       {states}")
+    if r.sync_ms:
+        print(f"  table syncs       {len(r.sync_ms)}, median {statistics.median(r.sync_ms):.1f} ms, "
+              f"max {r.sync_ms[-1]:.1f} ms (Reconciler.sync on the in-memory table)")
     print(f"  detect refusing   {_fmt(r.refuse_ms)}   (target <= {(interval + 0.1) * 1000:.0f} ms)")
     print(f"  detect hanging    {_fmt(r.hang_ms)}, {r.hang_by_timeout} by timeout   "
           f"(target <= {(interval + timeout + 0.1) * 1000:.0f} ms)")
