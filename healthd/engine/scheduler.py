@@ -84,7 +84,7 @@ class LatenessLog:
 class _Slot:
     """The schedule of one identity."""
 
-    __slots__ = ("active", "connect_spec", "due", "interval", "overdue_at", "runs", "spec", "task")
+    __slots__ = ("active", "connect_spec", "due", "interval", "overdue_at", "runs", "shed", "spec", "task")
 
     def __init__(self, spec: CheckSpec) -> None:
         self.spec = spec
@@ -94,6 +94,7 @@ class _Slot:
             self.connect_spec = dataclasses.replace(spec, type=CheckType.CONNECT, connect_every=0)
         self.due = 0.0
         self.runs = 0
+        self.shed = False  # its last tick was shed
         self.active = True
         self.overdue_at = 0.0  # loop time after which the run in flight is cancelled
         self.task: asyncio.Task[None] | None = None
@@ -118,6 +119,7 @@ class Scheduler:
     # (counted, not run) until it catches up. Running them anyway would let the event loop
     # fall seconds behind, and then checks that did get their answer in time would be
     # judged timed out: an overloaded checker must check less often, never report reals down.
+    # A first run is never shed, nor the tick after a shed one.
     SHED_LAG = 0.2
 
     def __init__(self, run: RunCheck, on_outcome: OnOutcome, *, lateness_samples: int = 1 << 16) -> None:
@@ -240,9 +242,13 @@ class Scheduler:
         loop = self._loop
         assert loop is not None
         due = slot.due
-        if shed:
+        # Never shed a first run (a real gets no traffic before it), nor two ticks in a row:
+        # under overload every identity still runs at least every other interval.
+        if shed and slot.runs and not slot.shed:
+            slot.shed = True
             self.ticks_shed += 1
         elif slot.task is None:
+            slot.shed = False
             spec = slot.next_spec()
             slot.task = task = loop.create_task(self._one_run(slot, spec, due))
             slot.overdue_at = now + spec.deadline + self.GRACE

@@ -192,18 +192,19 @@ async def test_identities_due_in_the_same_millisecond_all_run() -> None:
     assert min(per_spec.values()) >= 3  # none lost in a shared bucket
 
 
-async def test_ticks_far_behind_are_shed_not_run() -> None:
+async def test_ticks_far_behind_are_shed_but_never_a_first_or_twice_in_a_row() -> None:
     runner, got = ScriptedRunner(), Collector()
-    specs = [spec(f"10.0.3.{100 + i}", checkinterval=1.0) for i in range(50)]  # spread in this order
+    specs = [spec(f"10.0.3.{100 + i}", checkinterval=0.2) for i in range(20)]  # spread in this order
     sched = Scheduler(runner.run, got)
     sched.SHED_LAG = 0.05
-    sched.start(specs)  # first runs spread over one second
-    time.sleep(0.3)  # noqa: ASYNC251 - the loop is stuck on purpose: everything due in the first 0.25 s is now > 50 ms late
-    await asyncio.sleep(0.05)
-    stats = sched.stats()
+    sched.start(specs)
+    await eventually(lambda: {s for _, s, _ in got.verdicts} == set(specs))  # every first run happens
+    time.sleep(0.25)  # noqa: ASYNC251 - the loop is stuck on purpose: every next tick is > 50 ms late
+    await asyncio.sleep(0.01)
+    shed = sched.stats().ticks_shed
+    runs_after_stall = len(runner.runs)
+    assert shed >= 10  # the late ticks were shed, not run in one burst
+    await eventually(lambda: len(runner.runs) >= runs_after_stall + 20)  # the next round runs them all
     await sched.stop()
-    assert stats.ticks_shed >= 5
-    assert stats.runs_started + stats.ticks_shed >= 13
-    ran = {s for _, s in runner.runs}
-    assert ran.isdisjoint(specs[: stats.ticks_shed])  # the late ones were shed...
-    assert specs[stats.ticks_shed] in ran  # ...and the first one on time after them ran
+    ran_later = {s for _, s in runner.runs[runs_after_stall:]}
+    assert ran_later == set(specs)
