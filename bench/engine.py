@@ -159,6 +159,7 @@ class Result:
     max_rss_mb: float
     skipped: int
     shed: int
+    deferred: int
     failures: int
     refuse_ms: list[float]
     hang_ms: list[float]
@@ -208,7 +209,8 @@ async def run_size(n: int, window: float, interval: float, check_timeout: float)
             await asyncio.sleep(interval)  # let the start-up spread settle into the steady rhythm
             sched = engine.scheduler
             sched.lateness.reset()
-            runs0, skipped0, shed0 = sched.runs_finished, sched.ticks_skipped, sched.ticks_shed
+            runs0, skipped0, shed0, deferred0 = (sched.runs_finished, sched.ticks_skipped, sched.ticks_shed,
+                                                 sched.ticks_deferred)
             cpu0, wall0 = time.process_time(), time.monotonic()
             await asyncio.sleep(window)
             cpu1, wall1 = time.process_time(), time.monotonic()
@@ -254,6 +256,7 @@ async def run_size(n: int, window: float, interval: float, check_timeout: float)
         max_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         skipped=stats.ticks_skipped - skipped0,
         shed=stats.ticks_shed - shed0,
+        deferred=stats.ticks_deferred - deferred0,
         failures=bad_before_t0,
         refuse_ms=ms(refusers),
         hang_ms=ms(hangers),
@@ -281,8 +284,8 @@ def report(r: Result, interval: float, timeout: float, verbose: bool = False) ->
           f"max {r.lateness_max_ms:.1f} ms   (target p99 < 100 ms)")
     print(f"  CPU               {r.cpu_us_per_check:9.1f} us per check, {r.cpu_share * 100:.0f}% of one core")
     print(f"  RSS               {r.rss_mb:9.1f} MB (peak {r.max_rss_mb:.1f} MB)   (target < 200 MB)")
-    print(f"  ticks skipped     {r.skipped} (a run still in flight), {r.shed} shed (overload); "
-          f"reals reported down before t0: {r.failures}")
+    print(f"  ticks             {r.skipped} skipped (a run still in flight), {r.deferred} deferred and "
+          f"{r.shed} shed (overload); reals reported down before t0: {r.failures}")
     states = ", ".join(f"{n} {state}{f' ({detail})' if detail else ''}"
                        for (state, detail), n in r.health.most_common(4))
     print(f"  reals at t0       {states}")

@@ -44,7 +44,8 @@ class SchedulerStats:
     runs_finished: int
     ticks_skipped: int  # previous run still in flight when the next fell due
     ticks_dropped: int  # the loop was more than an interval late
-    ticks_shed: int  # not run because the wheel was more than SHED_LAG late (overload)
+    ticks_shed: int  # not run: the wheel was more than SHED_LAG late until the next tick (overload)
+    ticks_deferred: int  # held back a little because the wheel was more than SHED_LAG late
     overruns: int  # runs cancelled by the scheduler's own deadline guard
     lateness_samples: int
     lateness_median: float  # seconds
@@ -84,7 +85,7 @@ class LatenessLog:
 class _Slot:
     """The schedule of one identity."""
 
-    __slots__ = ("active", "connect_spec", "due", "interval", "overdue_at", "runs", "shed", "spec", "task")
+    __slots__ = ("active", "connect_spec", "due", "interval", "overdue_at", "runs", "spec", "task")
 
     def __init__(self, spec: CheckSpec) -> None:
         self.spec = spec
@@ -94,7 +95,6 @@ class _Slot:
             self.connect_spec = dataclasses.replace(spec, type=CheckType.CONNECT, connect_every=0)
         self.due = 0.0
         self.runs = 0
-        self.shed = False  # its last tick was shed
         self.active = True
         self.overdue_at = 0.0  # loop time after which the run in flight is cancelled
         self.task: asyncio.Task[None] | None = None
@@ -115,11 +115,11 @@ class Scheduler:
     SWEEP = 0.25  # seconds between two looks for runs past their deadline
     RESOLUTION = 0.001  # width of a bucket of the wheel, seconds
     # When the wheel itself runs this late, the process cannot keep up with the checks it is
-    # asked to run (CPU starved, or too many checks for one core): ticks that late are shed
-    # (counted, not run) until it catches up. Running them anyway would let the event loop
-    # fall seconds behind, and then checks that did get their answer in time would be
-    # judged timed out: an overloaded checker must check less often, never report reals down.
-    # A first run is never shed, nor the tick after a shed one.
+    # asked to run (CPU starved, or too many checks for one core): ticks that late are
+    # deferred, and shed (counted, not run) if still waiting when their next one is due.
+    # Running them anyway would let the event loop fall seconds behind, and then checks that
+    # did get their answer in time would be judged timed out: an overloaded checker must
+    # check less often, never report reals down.
     SHED_LAG = 0.2
 
     def __init__(self, run: RunCheck, on_outcome: OnOutcome, *, lateness_samples: int = 1 << 16) -> None:
@@ -140,6 +140,7 @@ class Scheduler:
         self.ticks_skipped = 0
         self.ticks_dropped = 0
         self.ticks_shed = 0
+        self.ticks_deferred = 0
         self.overruns = 0
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -197,8 +198,10 @@ class Scheduler:
 
     # -- the hot path: keep it lean, it runs 10,000 times a second ------------------------
 
-    def _enqueue(self, slot: _Slot) -> None:
-        number = -int(-slot.due // self.RESOLUTION)  # the first bucket that starts at or after `due`
+    def _enqueue(self, slot: _Slot, at: float | None = None) -> None:
+        """Put the slot in the bucket of its due time (or of `at`, for a deferred tick)."""
+        when = slot.due if at is None else at
+        number = -int(-when // self.RESOLUTION)  # the first bucket that starts at or after `when`
         bucket = self._buckets.get(number)
         if bucket is not None:
             bucket.append(slot)
@@ -225,30 +228,36 @@ class Scheduler:
         last = int((now + 1e-6) / self.RESOLUTION)  # asyncio may run a timer a hair early
         heap, buckets = self._heap, self._buckets
         self._driving = True  # re-queued slots must not re-arm the timer one by one
-        shed_before = (now - self.SHED_LAG) / self.RESOLUTION
+        late_before = (now - self.SHED_LAG) / self.RESOLUTION
         try:
             while heap and heap[0] <= last:
                 number = heapq.heappop(heap)
-                shed = number < shed_before
+                late = number < late_before
                 for slot in buckets.pop(number):
                     if slot.active:
-                        self._tick(slot, now, shed)
+                        self._tick(slot, now, late)
         finally:
             self._driving = False
         if heap:
             self._arm(heap[0])
 
-    def _tick(self, slot: _Slot, now: float, shed: bool = False) -> None:
+    def _tick(self, slot: _Slot, now: float, late: bool = False) -> None:
         loop = self._loop
         assert loop is not None
         due = slot.due
-        # Never shed a first run (a real gets no traffic before it), nor two ticks in a row:
-        # under overload every identity still runs at least every other interval.
-        if shed and slot.runs and not slot.shed:
-            slot.shed = True
+        interval = slot.interval
+        if late:
+            # Overload: start nothing now, let the runs in flight finish. The tick waits a
+            # little (spread, so that deferred ticks do not all return at once) and runs when
+            # the wheel is on time again; it is shed only once its next tick is due. A first
+            # run waits as long as it takes: no verdict means no traffic for that real.
+            retry = now + self.SHED_LAG * (1.0 + (id(slot) >> 4) % 64 / 64)
+            if slot.runs == 0 or retry < due + interval:
+                self.ticks_deferred += 1
+                self._enqueue(slot, retry)
+                return
             self.ticks_shed += 1
         elif slot.task is None:
-            slot.shed = False
             spec = slot.next_spec()
             slot.task = task = loop.create_task(self._one_run(slot, spec, due))
             slot.overdue_at = now + spec.deadline + self.GRACE
@@ -256,7 +265,6 @@ class Scheduler:
             self.runs_started += 1
         else:
             self.ticks_skipped += 1
-        interval = slot.interval
         due += interval
         if due <= now:  # the loop was stalled: drop the missed ticks, keep the grid
             missed = int((now - due) // interval) + 1
@@ -320,6 +328,7 @@ class Scheduler:
             ticks_skipped=self.ticks_skipped,
             ticks_dropped=self.ticks_dropped,
             ticks_shed=self.ticks_shed,
+            ticks_deferred=self.ticks_deferred,
             overruns=self.overruns,
             lateness_samples=min(self.lateness._n, self.lateness._size),
             lateness_median=self.lateness.percentile(0.5),
