@@ -41,6 +41,7 @@ from pathlib import Path
 
 from bench.checks_nginx import loopback_addresses
 from healthd.checks.registry import CheckRunner
+from healthd.checks.spec import CheckSpec, Outcome
 from healthd.config import parse_text
 from healthd.engine import events
 from healthd.engine.engine import Engine
@@ -176,7 +177,33 @@ def rss_mb() -> float:
     return 0.0
 
 
-async def run_size(n: int, window: float, interval: float, check_timeout: float) -> Result:
+class NullRunner:
+    """Checks without I/O, to measure the engine alone: instant verdicts; after `failing` is set,
+    refusers fail at once and hangers answer only at their deadline."""
+
+    def __init__(self, refusers: set[str], hangers: set[str]) -> None:
+        self.refusers, self.hangers = refusers, hangers
+        self.failing = False
+        self._ok = Outcome(True, "ok (no I/O)", 0.0)
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def run(self, spec: CheckSpec) -> Outcome:
+        if self.failing:
+            if spec.address in self.refusers:
+                return Outcome(False, "connection refused (simulated)", 0.0)
+            if spec.address in self.hangers:
+                await asyncio.sleep(spec.deadline)
+                return Outcome(False, f"timed out after {spec.deadline:g} s (simulated)", spec.deadline)
+        return self._ok
+
+
+async def run_size(n: int, window: float, interval: float, check_timeout: float,
+                   null_checks: bool = False) -> Result:
     addresses = loopback_addresses(n)
     victims = addresses[-2 * VICTIMS :]
     refusers, hangers = victims[:VICTIMS], victims[VICTIMS:]
@@ -184,10 +211,17 @@ async def run_size(n: int, window: float, interval: float, check_timeout: float)
     config = parse_text(config_text(addresses, interval, check_timeout), f"bench-{n}.cf")
     key_of = {r.address: service_key(v) for v in config.virtuals for r in v.reals}
 
-    with nginx(crowd, PORT), nginx(refusers, PORT) as refuse_proc, nginx(hangers, PORT) as hang_proc:
+    with contextlib.ExitStack() as stack:
+        if null_checks:
+            null = NullRunner(set(refusers), set(hangers))
+            runner: CheckRunner | NullRunner = null
+        else:
+            stack.enter_context(nginx(crowd, PORT))
+            refuse_proc = stack.enter_context(nginx(refusers, PORT))
+            hang_proc = stack.enter_context(nginx(hangers, PORT))
+            runner = CheckRunner()
         table = MemoryTable()
         reconciler = WatchingReconciler(table)
-        runner = CheckRunner()
         failing_detail: dict[str, str] = {}
         down_at: dict[str, float] = {}
         bad = 0
@@ -228,8 +262,11 @@ async def run_size(n: int, window: float, interval: float, check_timeout: float)
             down_at.clear()
             bad_before_t0 = bad
             t0 = time.monotonic()
-            os.killpg(refuse_proc.pid, signal.SIGKILL)
-            os.killpg(hang_proc.pid, signal.SIGSTOP)
+            if null_checks:
+                null.failing = True
+            else:
+                os.killpg(refuse_proc.pid, signal.SIGKILL)
+                os.killpg(hang_proc.pid, signal.SIGSTOP)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(reconciler.all_gone.wait(), interval + check_timeout + 5)
         finally:
@@ -308,6 +345,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--interval", type=float, default=1.0, help="checkinterval (s)")
     parser.add_argument("--timeout", type=float, default=3.0, help="checktimeout (s)")
     parser.add_argument("--verbose", action="store_true", help="print each victim's timeline")
+    parser.add_argument("--null-checks", action="store_true",
+                        help="no network, no nginx: instant simulated verdicts, to measure the engine alone")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     if any(n < 2 * VICTIMS + 1 for n in sizes):
@@ -315,9 +354,11 @@ def main(argv: list[str]) -> int:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # nginx listens on N addresses
-    print(f"healthd engine bench: checkinterval={args.interval:g} checktimeout={args.timeout:g} "
-          f"window={args.window:g}s, one event loop, {os.cpu_count()} CPUs on the machine")
+    what = "simulated checks (no I/O)" if args.null_checks else "HTTP checks against nginx"
+    print(f"healthd engine bench, {what}: checkinterval={args.interval:g} checktimeout={args.timeout:g} "
+          f"window={args.window:g}s, one event loop, {os.cpu_count()} CPUs, load average "
+          f"{os.getloadavg()[0]:.1f}")
     for n in sizes:
-        result = asyncio.run(run_size(n, args.window, args.interval, args.timeout))
+        result = asyncio.run(run_size(n, args.window, args.interval, args.timeout, args.null_checks))
         report(result, args.interval, args.timeout, args.verbose)
     return 0
