@@ -355,6 +355,7 @@ class Engine:
         else:
             self._maint.set_reals(reals, self._hostnames)
         self._maint.scan()
+        self._maintenance_changed()  # reals already in maintenance at start (or reload) are reported
         unresolved = {r[0] for r in reals} - set(self._hostnames)
         if unresolved:
             if self._resolving is not None:

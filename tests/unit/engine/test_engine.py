@@ -6,6 +6,7 @@ import asyncio
 import stat
 from pathlib import Path
 
+from healthd.checks.spec import CheckType
 from healthd.engine import events
 from healthd.engine.engine import Engine
 from healthd.engine.health import State
@@ -250,4 +251,19 @@ async def test_drift_is_repaired_periodically() -> None:
     eng = Engine(config(virtual(reals=(r("10.0.0.2"),))), runner, rec, resync_interval=0.05)
     await eng.start()
     await until(lambda: resyncs >= 2)
+    await eng.stop(cleanstop=False)
+
+
+async def test_first_round_without_any_scheduled_check(tmp_path: Path) -> None:
+    (tmp_path / "10.0.0.3").touch()  # in maintenance from the start
+    rec, seen = RecordingReconciler(), Events()
+    on = real("10.0.0.2", check=spec("10.0.0.2", type=CheckType.ON))
+    on3 = real("10.0.0.3", check=spec("10.0.0.3", type=CheckType.ON))
+    eng = Engine(config(virtual(reals=(on, on3)), maintenancedir=str(tmp_path)), ScriptedRunner(), rec,
+                 on_event=seen.append)
+    await eng.start()
+    await asyncio.wait_for(eng.first_round.wait(), 10)
+    assert rec.weights(KEY) == {"10.0.0.2:80": 1}
+    maintenance = [(e.real.address, e.in_maintenance) for e in seen.of(events.MaintenanceChanged)]
+    assert maintenance == [("10.0.0.3", True)]
     await eng.stop(cleanstop=False)
