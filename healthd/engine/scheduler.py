@@ -9,7 +9,8 @@ not all fire in the same millisecond.
 
 Every run is bounded twice: CheckRunner.run enforces spec.deadline, and the
 scheduler cancels any run still going GRACE seconds after that, reporting it as
-a failure. A numeric checktype N runs one negotiate, then N connect checks.
+a failure. A numeric checktype N runs one negotiate, then N connect checks; after a
+failure of either kind the next run is a negotiate (ldirectord's rule).
 
 Why a timing wheel rather than one loop.call_at() per identity: at 10,000 checks a
 second, asyncio's timer heap of TimerHandle objects (compared in Python) cost about
@@ -305,6 +306,8 @@ class Scheduler:
             self._running.pop(slot, None)
             slot.task = None
         self.runs_finished += 1
+        if not outcome.ok and slot.connect_spec is not None:
+            slot.runs = 0  # as ldirectord: after any failure the next run negotiates again
         if slot.active:
             self._on_outcome(slot.spec, outcome)
 

@@ -133,6 +133,26 @@ async def test_numeric_checktype_runs_connects_between_negotiates() -> None:
     assert {v[1] for v in got.verdicts} == {s}  # every verdict feeds the original identity
 
 
+async def test_numeric_checktype_negotiates_again_after_a_failure() -> None:
+    N, C = CheckType.NEGOTIATE, CheckType.CONNECT
+    verdicts = iter([True, True, False, False, True, True, True])  # negotiate, connect, connect...
+
+    async def run(s: CheckSpec) -> Outcome:
+        types.append(s.type)
+        return Outcome(next(verdicts, True), "", 0.0)
+
+    types: list[CheckType] = []
+    sched = Scheduler(run, Collector())
+    sched.start([spec(checkinterval=0.02, connect_every=3)])
+    for _ in range(500):
+        if len(types) >= 7:
+            break
+        await asyncio.sleep(0.01)
+    await sched.stop()
+    # N ok, C ok, C fails -> N (fails) -> N again (ok) -> C, C
+    assert types[:7] == [N, C, C, N, N, C, C]
+
+
 async def test_on_and_off_are_never_scheduled() -> None:
     runner, got = ScriptedRunner(), Collector()
     sched = Scheduler(runner.run, got)
