@@ -86,7 +86,9 @@ class LatenessLog:
 class _Slot:
     """The schedule of one identity."""
 
-    __slots__ = ("active", "connect_spec", "due", "interval", "overdue_at", "runs", "spec", "task")
+    __slots__ = (
+        "active", "connect_spec", "deferred", "due", "interval", "overdue_at", "runs", "spec", "task",
+    )
 
     def __init__(self, spec: CheckSpec) -> None:
         self.spec = spec
@@ -96,6 +98,7 @@ class _Slot:
             self.connect_spec = dataclasses.replace(spec, type=CheckType.CONNECT, connect_every=0)
         self.due = 0.0
         self.runs = 0
+        self.deferred = False  # this tick was already held back once
         self.active = True
         self.overdue_at = 0.0  # loop time after which the run in flight is cancelled
         self.task: asyncio.Task[None] | None = None
@@ -249,22 +252,27 @@ class Scheduler:
         interval = slot.interval
         if late:
             # Overload: start nothing now, let the runs in flight finish. The tick waits a
-            # little (spread, so that deferred ticks do not all return at once) and runs when
-            # the wheel is on time again; it is shed only once its next tick is due. A first
-            # run waits as long as it takes: no verdict means no traffic for that real.
+            # little (spread, so that deferred ticks do not all return at once) and runs if
+            # the wheel is on time by then; still late, it is shed (deferring it again and
+            # again would only add work). A first run waits as long as it takes: no verdict
+            # means no traffic for that real.
             retry = now + self.SHED_LAG * (1.0 + (id(slot) >> 4) % 64 / 64)
-            if slot.runs == 0 or retry < due + interval:
+            if slot.runs == 0 or (not slot.deferred and retry < due + interval):
+                slot.deferred = True
                 self.ticks_deferred += 1
                 self._enqueue(slot, retry)
                 return
+            slot.deferred = False
             self.ticks_shed += 1
         elif slot.task is None:
+            slot.deferred = False
             spec = slot.next_spec()
             slot.task = task = loop.create_task(self._one_run(slot, spec, due))
             slot.overdue_at = now + spec.deadline + self.GRACE
             self._running[slot] = task
             self.runs_started += 1
         else:
+            slot.deferred = False
             self.ticks_skipped += 1
         due += interval
         if due <= now:  # the loop was stalled: drop the missed ticks, keep the grid
