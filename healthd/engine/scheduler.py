@@ -1,0 +1,348 @@
+"""Runs every check identity on its own fixed-rate schedule, with a deadline on every run.
+
+Runs are due at start + k * checkinterval: a slow run does not push the next one
+back (no drift). If a run is still in flight when the next one falls due, that
+tick is skipped rather than stacking runs on a dead server; if the loop itself
+fell more than an interval behind, the missed ticks are dropped, not replayed.
+Start times are spread evenly over the first interval so that 10,000 checks do
+not all fire in the same millisecond.
+
+Every run is bounded twice: CheckRunner.run enforces spec.deadline, and the
+scheduler cancels any run still going GRACE seconds after that, reporting it as
+a failure. A numeric checktype N runs one negotiate, then N connect checks; after a
+failure of either kind the next run is a negotiate (ldirectord's rule).
+
+Why a timing wheel rather than one loop.call_at() per identity: at 10,000 checks a
+second, asyncio's timer heap of TimerHandle objects (compared in Python) cost about
+half of the scheduler's CPU. Here identities due in the same millisecond share a
+bucket, the heap holds plain integers (one per bucket), and a single timer drives
+the whole wheel; deadlines are watched by one sweep every SWEEP seconds instead of
+one timer per run. Idle identities cost nothing but a list entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import heapq
+from array import array
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+from healthd.checks.spec import CheckSpec, CheckType, Outcome
+
+RunCheck = Callable[[CheckSpec], Awaitable[Outcome]]
+OnOutcome = Callable[[CheckSpec, Outcome], None]
+
+# Checktypes whose verdict never changes: nothing to schedule.
+UNSCHEDULED = frozenset({CheckType.ON, CheckType.OFF})
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerStats:
+    identities: int
+    runs_started: int
+    runs_finished: int
+    ticks_skipped: int  # previous run still in flight when the next fell due
+    ticks_dropped: int  # the loop was more than an interval late
+    ticks_shed: int  # not run: the wheel was more than SHED_LAG late until the next tick (overload)
+    ticks_deferred: int  # held back a little because the wheel was more than SHED_LAG late
+    overruns: int  # runs cancelled by the scheduler's own deadline guard
+    lateness_samples: int
+    lateness_median: float  # seconds
+    lateness_p99: float
+    lateness_max: float
+
+
+class LatenessLog:
+    """The last `size` lateness samples (actual start - scheduled start), in a flat array."""
+
+    def __init__(self, size: int = 1 << 16) -> None:
+        self._buf = array("d", bytes(8 * size))
+        self._size = size
+        self._n = 0
+        self.max = 0.0
+
+    def add(self, value: float) -> None:
+        self._buf[self._n % self._size] = value
+        self._n += 1
+        if value > self.max:
+            self.max = value
+
+    def reset(self) -> None:
+        self._n = 0
+        self.max = 0.0
+
+    def samples(self) -> list[float]:
+        return list(self._buf[: min(self._n, self._size)])
+
+    def percentile(self, q: float) -> float:
+        data = sorted(self.samples())
+        if not data:
+            return 0.0
+        return data[min(len(data) - 1, int(q * len(data)))]
+
+
+class _Slot:
+    """The schedule of one identity."""
+
+    __slots__ = (
+        "active", "connect_spec", "deferred", "due", "interval", "overdue_at", "runs", "spec", "task",
+    )
+
+    def __init__(self, spec: CheckSpec) -> None:
+        self.spec = spec
+        self.interval = max(spec.checkinterval, 0.001)
+        self.connect_spec: CheckSpec | None = None
+        if spec.connect_every > 0:
+            self.connect_spec = dataclasses.replace(spec, type=CheckType.CONNECT, connect_every=0)
+        self.due = 0.0
+        self.runs = 0
+        self.deferred = False  # this tick was already held back once
+        self.active = True
+        self.overdue_at = 0.0  # loop time after which the run in flight is cancelled
+        self.task: asyncio.Task[None] | None = None
+
+    def next_spec(self) -> CheckSpec:
+        """The spec for the next run: numeric checktype N alternates 1 negotiate, N connects."""
+        spec = self.spec
+        if self.connect_spec is not None and self.runs % (spec.connect_every + 1) != 0:
+            spec = self.connect_spec
+        self.runs += 1
+        return spec
+
+
+class Scheduler:
+    """Schedules check identities; feeds every verdict to `on_outcome(identity, outcome)`."""
+
+    GRACE = 0.5  # seconds past spec.deadline before the scheduler cancels a run itself
+    SWEEP = 0.25  # seconds between two looks for runs past their deadline
+    RESOLUTION = 0.001  # width of a bucket of the wheel, seconds
+    # When the wheel itself runs this late, the process cannot keep up with the checks it is
+    # asked to run (CPU starved, or too many checks for one core): ticks that late are
+    # deferred, and shed (counted, not run) if still waiting when their next one is due.
+    # Running them anyway would let the event loop fall seconds behind, and then checks that
+    # did get their answer in time would be judged timed out: an overloaded checker must
+    # check less often, never report reals down.
+    SHED_LAG = 0.2
+
+    def __init__(self, run: RunCheck, on_outcome: OnOutcome, *, lateness_samples: int = 1 << 16) -> None:
+        self._run = run
+        self._on_outcome = on_outcome
+        self._slots: dict[CheckSpec, _Slot] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._buckets: dict[int, list[_Slot]] = {}  # bucket number -> slots due in it
+        self._heap: list[int] = []  # bucket numbers that have slots
+        self._driver: asyncio.TimerHandle | None = None
+        self._driver_at = 0  # bucket number the driver is set for
+        self._driving = False
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._running: dict[_Slot, asyncio.Task[None]] = {}
+        self.lateness = LatenessLog(lateness_samples)
+        self.runs_started = 0
+        self.runs_finished = 0
+        self.ticks_skipped = 0
+        self.ticks_dropped = 0
+        self.ticks_shed = 0
+        self.ticks_deferred = 0
+        self.overruns = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self, specs: Iterable[CheckSpec]) -> None:
+        """Schedule `specs`, first runs spread over each one's first interval."""
+        self._loop = asyncio.get_running_loop()
+        self.update(specs, spread=None)
+        self._sweeper = self._loop.call_later(self.SWEEP, self._sweep)
+
+    def update(self, specs: Iterable[CheckSpec], spread: float | None = 1.0) -> tuple[int, int]:
+        """Make the schedule match `specs`: unchanged identities keep their timing, removed ones
+        stop (a run in flight is cancelled and its verdict dropped), new ones start within
+        `spread` seconds (None: within their own interval). Returns (started, stopped)."""
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("Scheduler.update() before start()")
+        wanted = {s for s in specs if s.type not in UNSCHEDULED}
+        stopped = 0
+        for spec in [s for s in self._slots if s not in wanted]:
+            self._retire(self._slots.pop(spec))
+            stopped += 1
+        new = [s for s in wanted if s not in self._slots]
+        new.sort(key=lambda s: (s.address, s.port, hash(s)))  # a stable, address-ordered spread
+        now = loop.time()
+        n = len(new)
+        for i, spec in enumerate(new):
+            slot = _Slot(spec)
+            window = slot.interval if spread is None else min(spread, slot.interval)
+            slot.due = now + window * i / n
+            self._enqueue(slot)
+            self._slots[spec] = slot
+        return n, stopped
+
+    async def stop(self) -> None:
+        """Stop every schedule and cancel every run in flight."""
+        slots = list(self._slots.values())
+        self._slots.clear()
+        for handle in (self._driver, self._sweeper):
+            if handle is not None:
+                handle.cancel()
+        self._driver = self._sweeper = None
+        self._buckets.clear()
+        self._heap.clear()
+        tasks = [s.task for s in slots if s.task is not None]
+        for slot in slots:
+            self._retire(slot)
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.GRACE + 1.0)
+
+    def _retire(self, slot: _Slot) -> None:
+        slot.active = False  # its bucket entry is skipped when the wheel reaches it
+        if slot.task is not None:
+            slot.task.cancel()
+
+    # -- the hot path: keep it lean, it runs 10,000 times a second ------------------------
+
+    def _enqueue(self, slot: _Slot, at: float | None = None) -> None:
+        """Put the slot in the bucket of its due time (or of `at`, for a deferred tick)."""
+        when = slot.due if at is None else at
+        number = -int(-when // self.RESOLUTION)  # the first bucket that starts at or after `when`
+        bucket = self._buckets.get(number)
+        if bucket is not None:
+            bucket.append(slot)
+            return
+        self._buckets[number] = [slot]
+        heapq.heappush(self._heap, number)
+        if not self._driving and (self._driver is None or number < self._driver_at):
+            self._arm(number)
+
+    def _arm(self, number: int) -> None:
+        loop = self._loop
+        assert loop is not None
+        if self._driver is not None:
+            self._driver.cancel()
+        self._driver_at = number
+        self._driver = loop.call_at(number * self.RESOLUTION, self._drive)
+
+    def _drive(self) -> None:
+        """Fire every slot of every bucket that is due, then set the timer for the next bucket."""
+        loop = self._loop
+        assert loop is not None
+        self._driver = None
+        now = loop.time()
+        last = int((now + 1e-6) / self.RESOLUTION)  # asyncio may run a timer a hair early
+        heap, buckets = self._heap, self._buckets
+        self._driving = True  # re-queued slots must not re-arm the timer one by one
+        late_before = (now - self.SHED_LAG) / self.RESOLUTION
+        try:
+            while heap and heap[0] <= last:
+                number = heapq.heappop(heap)
+                late = number < late_before
+                for slot in buckets.pop(number):
+                    if slot.active:
+                        self._tick(slot, now, late)
+        finally:
+            self._driving = False
+        if heap:
+            self._arm(heap[0])
+
+    def _tick(self, slot: _Slot, now: float, late: bool = False) -> None:
+        loop = self._loop
+        assert loop is not None
+        due = slot.due
+        interval = slot.interval
+        if late:
+            # Overload: start nothing now, let the runs in flight finish. The tick waits a
+            # little (spread, so that deferred ticks do not all return at once) and runs if
+            # the wheel is on time by then; still late, it is shed (deferring it again and
+            # again would only add work). A first run waits as long as it takes: no verdict
+            # means no traffic for that real.
+            retry = now + self.SHED_LAG * (1.0 + (id(slot) >> 4) % 64 / 64)
+            if slot.runs == 0 or (not slot.deferred and retry < due + interval):
+                slot.deferred = True
+                self.ticks_deferred += 1
+                self._enqueue(slot, retry)
+                return
+            slot.deferred = False
+            self.ticks_shed += 1
+        elif slot.task is None:
+            slot.deferred = False
+            spec = slot.next_spec()
+            slot.task = task = loop.create_task(self._one_run(slot, spec, due))
+            slot.overdue_at = now + spec.deadline + self.GRACE
+            self._running[slot] = task
+            self.runs_started += 1
+        else:
+            slot.deferred = False
+            self.ticks_skipped += 1
+        due += interval
+        if due <= now:  # the loop was stalled: drop the missed ticks, keep the grid
+            missed = int((now - due) // interval) + 1
+            self.ticks_dropped += missed
+            due += missed * interval
+        slot.due = due
+        self._enqueue(slot)
+
+    def _sweep(self) -> None:
+        """Cancel runs that outlived their deadline: the backstop behind CheckRunner's own."""
+        loop = self._loop
+        assert loop is not None
+        now = loop.time()
+        for slot, task in list(self._running.items()):
+            if now > slot.overdue_at and slot.task is task and not task.done():
+                self.overruns += 1
+                task.cancel()
+        self._sweeper = loop.call_later(self.SWEEP, self._sweep)
+
+    async def _one_run(self, slot: _Slot, spec: CheckSpec, due: float) -> None:
+        loop = self._loop
+        assert loop is not None
+        started = loop.time()
+        self.lateness.add(started - due)
+        try:
+            outcome = await self._run(spec)
+        except asyncio.CancelledError:
+            if slot.active:  # our deadline guard, not a stop: a verdict, not a crash
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+                outcome = Outcome(False, f"no verdict within {spec.deadline:g} s", loop.time() - started)
+            else:
+                raise
+        except Exception as exc:  # a bug in a check must not kill its schedule
+            outcome = Outcome(False, f"check failed: {type(exc).__name__}: {exc}", loop.time() - started)
+        finally:
+            self._running.pop(slot, None)
+            slot.task = None
+        self.runs_finished += 1
+        if not outcome.ok and slot.connect_spec is not None:
+            slot.runs = 0  # as ldirectord: after any failure the next run negotiates again
+        if slot.active:
+            self._on_outcome(slot.spec, outcome)
+
+    # -- inspection --------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def __contains__(self, spec: object) -> bool:
+        return spec in self._slots
+
+    def next_due(self, spec: CheckSpec) -> float | None:
+        slot = self._slots.get(spec)
+        return None if slot is None else slot.due
+
+    def stats(self) -> SchedulerStats:
+        return SchedulerStats(
+            identities=len(self._slots),
+            runs_started=self.runs_started,
+            runs_finished=self.runs_finished,
+            ticks_skipped=self.ticks_skipped,
+            ticks_dropped=self.ticks_dropped,
+            ticks_shed=self.ticks_shed,
+            ticks_deferred=self.ticks_deferred,
+            overruns=self.overruns,
+            lateness_samples=min(self.lateness._n, self.lateness._size),
+            lateness_median=self.lateness.percentile(0.5),
+            lateness_p99=self.lateness.percentile(0.99),
+            lateness_max=self.lateness.max,
+        )
