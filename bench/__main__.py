@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = {"checks": "bench.checks", "ipvs": "bench.ipvs"}
+BENCHMARKS = {"checks": "bench.checks", "engine": "bench.engine", "ipvs": "bench.ipvs"}
 
 
 def main(argv: list[str]) -> int:
