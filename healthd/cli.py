@@ -143,11 +143,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _find(name: str) -> str:
     """The config path by ldirectord's lookup; the literal name when none is found (the loader says why)."""
-    from healthd.config import find_config
+    from healthd.config import ConfigError, find_config
 
     try:
         return str(find_config(name))
-    except (OSError, ValueError, LookupError):
+    except ConfigError:
         return name
 
 
