@@ -74,7 +74,7 @@ async def _main(
     from healthd.ipvs.backend import IPVSError
 
     try:
-        backend = make_backend(ipvs)
+        backend = await make_backend(ipvs)
     except (IPVSError, OSError) as exc:
         message = f"cannot open the {ipvs} IPVS table: {exc}"
         logs.log.error("%s", message)

@@ -15,16 +15,16 @@ from healthd.ipvs.backend import Backend
 IPVS_KINDS = ("netlink", "memory")
 
 
-def make_backend(kind: str) -> Backend:
+async def make_backend(kind: str) -> Backend:
     """The IPVS table: the kernel's (netlink) or healthd's in-memory one. Never chosen silently."""
     if kind == "memory":
-        from healthd.ipvs.memory import MemoryBackend
+        from healthd.ipvs.memory import MemoryTable
 
-        return MemoryBackend()
+        return MemoryTable()
     if kind == "netlink":
-        from healthd.ipvs.netlink import NetlinkBackend
+        from healthd.ipvs.netlink import NetlinkTable
 
-        return NetlinkBackend()
+        return await NetlinkTable.open()
     raise ValueError(f"unknown IPVS table {kind!r}: use one of {', '.join(IPVS_KINDS)}")
 
 
