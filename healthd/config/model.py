@@ -125,6 +125,8 @@ class ConfigIssue:
     message: str
 
     def __str__(self) -> str:
+        if self.line <= 0:  # about the file as a whole (not found, unreadable)
+            return f"{self.path}: {self.message}"
         return f"{self.path}:{self.line}: {self.message}"
 
 
