@@ -243,17 +243,23 @@ def format_status(live: dict[str, Any]) -> str:
     lines = [f"{live.get('summary', '')} (IPVS table: {live.get('ipvs', '?')})"]
     for err in live.get("reload_errors", []):
         lines.append(f"  last reload failed: {err}")
+    if live.get("last_sync_error"):
+        lines.append(f"  IPVS table update failing: {live['last_sync_error']}")
     for virtual in live.get("virtuals", []):
-        lines.append(f"  {virtual.get('virtual', '?')}  {virtual.get('scheduler', '')}")
+        extra = "  (fallback server active)" if virtual.get("fallback_active") else ""
+        lines.append(f"  {virtual.get('service') or virtual.get('virtual', '?')}{extra}")
         for real in virtual.get("reals", []):
-            last = real.get("last_check") or {}
-            latency = last.get("latency")
-            took = f" in {latency * 1000:.1f} ms" if isinstance(latency, (int, float)) else ""
+            weight = real.get("weight")
+            table = f"weight {weight}" if weight is not None else "not in table"
             since = real.get("since")
-            when = time.strftime(" since %H:%M:%S", time.localtime(since)) if since else ""
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since)) if since else "?"
+            latency = real.get("last_latency")
+            took = f" ({latency * 1000:.1f} ms)" if isinstance(latency, (int, float)) else ""
+            last = real.get("last_detail") or "not checked yet"
+            maint = ", maintenance" if real.get("maintenance") else ""
             lines.append(
-                f"    {real.get('real', '?'):<24} {real.get('state', '?'):<7} weight {real.get('weight')}"
-                f"{when}, failures {real.get('failures', 0)}; last: {last.get('detail', '-')}{took}"
+                f"    {real.get('real', '?'):<22} {real.get('state', '?'):<7} {table:<12} since {when}, "
+                f"{real.get('consecutive_failures', 0)} failures{maint}; last check: {last}{took}"
             )
     return "\n".join(lines)
 

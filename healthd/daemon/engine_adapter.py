@@ -54,12 +54,13 @@ class EngineAdapter:
 
     def _on_event(self, event: events.Event) -> None:
         match event:
-            case events.RealChanged(virtual=virtual, real=real, check=check, new=new, outcome=outcome):
+            case events.RealChanged(virtual=virtual, real=real, check=check, old=old, new=new,
+                                    outcome=outcome):
                 if new is State.UNKNOWN:
                     return  # not a verdict: nothing for an operator to act on
                 detail = outcome.detail if outcome is not None else "no check result"
                 self.on_change(StateChange(virtual.label, real.label, events.describe(check),
-                                           new is State.UP, detail))
+                                           new is State.UP, detail, first=old is State.UNKNOWN))
             case events.MaintenanceChanged(virtual=virtual, real=real, in_maintenance=on):
                 log.info(
                     "real server %s of virtual service %s %s maintenance",

@@ -42,6 +42,7 @@ class StateChange:
     check: str  # short description of the check ("http GET /ok.html")
     up: bool
     detail: str  # the last check's Outcome.detail
+    first: bool = False  # the real's first verdict since healthd started
 
 
 class EngineLike(Protocol):
@@ -167,9 +168,10 @@ class Daemon:
                 loop.remove_signal_handler(sig)
 
     async def _run(self) -> int:
+        count = len(self.config.virtuals)
         log.info(
-            "starting with %s (%d virtual services, IPVS table: %s)",
-            self.config.path, len(self.config.virtuals), self._table_words(),
+            "starting with %s (%d virtual service%s, IPVS table: %s)",
+            self.config.path, count, "" if count == 1 else "s", self._table_words(),
         )
         self.engine = self.engine_factory(self.config, self._on_state_change)
         try:
@@ -227,7 +229,7 @@ class Daemon:
     # --- state changes --------------------------------------------------------------
 
     def _on_state_change(self, change: StateChange) -> None:
-        logs.state_change(change.virtual, change.real, change.check, change.up, change.detail)
+        logs.state_change(change.virtual, change.real, change.check, change.up, change.detail, change.first)
         if self.ready.is_set() and self.engine is not None:
             self.notifier.status(self._status_line())
 

@@ -152,10 +152,12 @@ def configure(target: LogTarget, verbose: bool = False) -> list[str]:
     return problems
 
 
-def state_change(virtual: str, real: str, check: str, up: bool, detail: str) -> None:
+def state_change(virtual: str, real: str, check: str, up: bool, detail: str, first: bool = False) -> None:
     """Log one real server going up or down, with the fields journalctl filters on."""
     state = "up" if up else "down"
-    verb = "is up again" if up else "went down"
+    verbs = {(True, True): "is up", (True, False): "is down", (False, True): "is up again",
+             (False, False): "went down"}
+    verb = verbs[first, up]
     log.info(
         "real server %s of virtual service %s %s (%s check: %s)",
         real, virtual, verb, check, detail,
