@@ -52,3 +52,39 @@ def test_state_changes_are_queryable_by_field(tmp_path) -> None:
     for entry in all_healthd:
         assert "hunter2-secret" not in str(entry)
     assert "********" in all_healthd[-1]["MESSAGE"]
+
+
+def test_the_daemon_logs_state_changes_to_journald(tmp_path) -> None:
+    """`healthd start` under a journal stream: `journalctl REAL=...` shows each real's own history."""
+    from tests.integration.daemon.helpers import HEALTHD, config_text, free_port
+
+    up, dead = "127.0.0.22", "127.0.0.23"
+    port = free_port([up, dead])
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "ok.html").write_text("ok\n")
+    config = tmp_path / "web.cf"
+    config.write_text(config_text("127.0.0.100", port, [up, dead]))
+    py = shlex.quote(sys.executable)
+    workload = "\n".join([
+        f"{py} -m http.server --bind {up} --directory {shlex.quote(str(tmp_path / 'www'))} {port}"
+        " >/dev/null 2>&1 & WEB=$!",
+        "sleep 0.5",
+        # JOURNAL_STREAM is what systemd sets for a service whose output goes to the journal.
+        f"JOURNAL_STREAM=8:1234 HEALTHD_RUNDIR={shlex.quote(str(tmp_path))} timeout -s TERM 4"
+        f" {shlex.quote(HEALTHD)} --ipvs memory {shlex.quote(str(config))} start",
+        "kill $WEB",
+    ])
+    # healthd is in the foreground without -d here because supervised=yes is set below.
+    config.write_text(config.read_text().replace("quiescent=no", "quiescent=no\nsupervised=yes"))
+    good, bad, lifecycle = private_journal(
+        workload, [[f"REAL={up}:{port}"], [f"REAL={dead}:{port}"], ["SYSLOG_IDENTIFIER=healthd"]]
+    )
+    assert [(e["STATE"], e["VIRTUAL"]) for e in good] == [("up", f"127.0.0.100:{port}")]
+    assert [e["STATE"] for e in bad] == ["down"]
+    assert bad[0]["CHECK"] == f"negotiate http {dead}:{port}"
+    expected = f"real server {dead}:{port} of virtual service 127.0.0.100:{port} is down"
+    assert bad[0]["MESSAGE"].startswith(expected)
+    messages = [e["MESSAGE"] for e in lifecycle]
+    assert any(m.startswith("starting with") for m in messages)
+    assert any(m.startswith("first round of checks applied: 1/2 reals up") for m in messages)
+    assert messages[-1] == "stopped"
