@@ -167,3 +167,45 @@ class Healthd:
 
 def reals_of(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {r["real"]: r for v in status["virtuals"] for r in v["reals"]}
+
+
+class TinyWebFarm:
+    """Many real servers at once: one small HTTP/1.0 responder per loopback address, same port."""
+
+    def __init__(self, addresses: list[str], port: int) -> None:
+        self.port = port
+        self.pages = dict.fromkeys(addresses, "ok\n")
+        self.hits = dict.fromkeys(addresses, 0)
+        self._servers: list[asyncio.Server] = []
+
+    async def start(self) -> TinyWebFarm:
+        for address in self.pages:
+            self._servers.append(await asyncio.start_server(self._responder(address), address, self.port))
+        return self
+
+    async def add(self, address: str) -> None:
+        self.pages[address] = "ok\n"
+        self.hits[address] = 0
+        self._servers.append(await asyncio.start_server(self._responder(address), address, self.port))
+
+    def _responder(self, address: str) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any]:
+        async def respond(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+                self.hits[address] += 1
+                body = self.pages[address].encode()
+                writer.write(b"HTTP/1.0 200 OK\r\nContent-Type: text/html\r\nContent-Length: %d\r\n\r\n%s"
+                             % (len(body), body))
+                await writer.drain()
+            except (TimeoutError, ConnectionError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                writer.close()
+
+        return respond
+
+    async def stop(self) -> None:
+        for server in self._servers:
+            server.close()
+        for server in self._servers:
+            await server.wait_closed()
