@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import socket
 import sys
@@ -135,22 +134,27 @@ class Healthd:
         return proc.returncode or 0, out.decode()
 
     async def status(self) -> dict[str, Any]:
-        code, out = await self.cli("status", "--json", str(self.config))
-        assert code == 0, out
-        return json.loads(out)  # type: ignore[no-any-return]
+        """The live state, read from the control socket as `healthd status --json` reads it."""
+        from healthd.daemon import control
+
+        path = Path(self.env["HEALTHD_RUNDIR"]) / f"healthd.{self.config.name}.sock"
+        return await asyncio.to_thread(control.query, path)
 
     async def wait_status(
-        self, predicate: Callable[[dict[str, Any]], bool], limit: float = 15.0
+        self, predicate: Callable[[dict[str, Any]], bool], limit: float = 30.0
     ) -> dict[str, Any]:
-        """Poll `status --json` (the daemon may still be starting) until `predicate` holds."""
+        """Poll the live state (the daemon may still be starting) until `predicate` holds."""
+        from healthd.daemon import control
+
         async with asyncio.timeout(limit):
             while True:
-                code, out = await self.cli("status", "--json", str(self.config))
-                if code == 0 and predicate(json.loads(out)):
-                    return json.loads(out)  # type: ignore[no-any-return]
+                with contextlib.suppress(control.ControlUnavailable):
+                    status = await self.status()
+                    if predicate(status):
+                        return status
                 if self.proc is not None and self.proc.returncode is not None:
                     raise AssertionError(f"healthd exited {self.proc.returncode}:\n{self.text()}")
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(0.1)
 
     def text(self) -> str:
         return "\n".join(self.lines)
