@@ -268,25 +268,39 @@ class Daemon:
                 "reload failed: %d errors in %s; still running the previous configuration",
                 len(self.reload_error), self.config.path,
             )
-            self.notifier.send(READY=1, STATUS=self._status_line())
+            self._reload_done()
             return False
         except OSError as exc:
             self.reload_error = [f"{self.config.path}: {exc.strerror or exc}"]
             log.error("reload failed: cannot read %s: %s; still running the previous configuration",
                       self.config.path, exc.strerror or exc)
-            self.notifier.send(READY=1, STATUS=self._status_line())
+            self._reload_done()
             return False
         logs.MASKER.update(logs.config_secrets(new) + logs.config_secrets(self.config))
-        await self.engine.reload(new)
+        try:
+            await self.engine.reload(new)
+        except Exception as exc:
+            # Not the file's fault: say so, and keep serving with what the engine still has.
+            self.reload_error = [f"{self.config.path}: the new configuration could not be applied: {exc}"]
+            log.error("reload failed: %s", self.reload_error[0])
+            self._reload_done()
+            return False
         self.config = new
         logs.MASKER.update(logs.config_secrets(new))
         self.reload_error = []
         self.reloads += 1
         self.reloaded_at = time.time()
-        status = self._status_line()
-        log.info("reloaded %s: %s", new.path, status)
-        self.notifier.send(READY=1, STATUS=status)
+        log.info("reloaded %s: %s", new.path, self._status_line())
+        self._reload_done()
         return True
+
+    def _reload_done(self) -> None:
+        # READY=1 ends systemd's "reloading" state; before the first round it would also end
+        # start-up too early, so then only the status line changes.
+        if self.ready.is_set():
+            self.notifier.send(READY=1, STATUS=self._status_line())
+        else:
+            self.notifier.status(self._status_line())
 
     # --- autoreload --------------------------------------------------------------------
 

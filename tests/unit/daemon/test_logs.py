@@ -20,6 +20,7 @@ def _reset_masker():
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
         handler.close()
+    logger.propagate = True  # configure() turned it off; other tests read records through caplog
 
 
 class Capture(logging.Handler):
