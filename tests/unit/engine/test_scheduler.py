@@ -48,9 +48,13 @@ async def test_fixed_rate_does_not_drift_with_slow_checks() -> None:
     await sched.stop()
     starts = [t - t0 for t, _ in runner.runs]
     assert len(starts) >= 9
-    for k, t in enumerate(starts):
-        # each run starts on its own slot of the grid; 40 ms per run would pile up to 400 ms of drift
-        assert abs(t - 0.1 * k) < 0.06, (k, t)
+    slots = [round(t / 0.1) for t in starts]
+    assert slots == sorted(set(slots)) and len(slots) >= len(starts)
+    for t, k in zip(starts, slots, strict=True):
+        # every run starts on a point of the grid; 40 ms per run would pile up to 400 ms of drift
+        # (a tick may be skipped on a loaded machine, never shifted)
+        assert abs(t - 0.1 * k) < 0.03, (k, t)
+    assert slots[-1] >= 9
 
 
 async def test_run_in_flight_skips_ticks_instead_of_stacking() -> None:
