@@ -31,6 +31,7 @@ log = logging.getLogger("healthd")
 
 STOP_BUDGET = 0.8  # seconds the engine gets to stop, so that the process exits within a second
 CALLBACK_TIMEOUT = 30.0
+STATUS_COALESCE = 0.1  # seconds: state changes within this window share one STATUS= message
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,7 @@ class Daemon:
         self._tasks: list[asyncio.Task[None]] = []
         self._control: ControlServer | None = None
         self._watch = FileWatch(config.path)
+        self._status_pending: asyncio.TimerHandle | None = None
 
     # --- requests from signals, the file watch and tests ---------------------------------
 
@@ -210,6 +212,8 @@ class Daemon:
 
     async def _shutdown(self) -> None:
         log.info("stopping")
+        if self._status_pending is not None:
+            self._status_pending.cancel()
         self.notifier.stopping()
         for task in self._tasks:
             task.cancel()
@@ -230,7 +234,14 @@ class Daemon:
 
     def _on_state_change(self, change: StateChange) -> None:
         logs.state_change(change.virtual, change.real, change.check, change.up, change.detail, change.first)
-        if self.ready.is_set() and self.engine is not None:
+        if self.ready.is_set() and self.engine is not None and self._status_pending is None:
+            # A burst of changes (a switch failing) becomes one STATUS, and one snapshot of the engine.
+            loop = asyncio.get_running_loop()
+            self._status_pending = loop.call_later(STATUS_COALESCE, self._send_status)
+
+    def _send_status(self) -> None:
+        self._status_pending = None
+        if self.engine is not None and not self._stop.is_set():
             self.notifier.status(self._status_line())
 
     def _status_line(self) -> str:

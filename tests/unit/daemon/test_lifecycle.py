@@ -131,7 +131,9 @@ async def test_ready_after_first_round_then_stopping(tmp_path: Path, notify) -> 
     async with Harness(cfg, notifier) as h:
         assert messages(sock) == [{"READY": "1", "STATUS": "2/2 reals up in 1 virtual service"}]
         change = StateChange("127.0.0.1:80", "127.0.0.3:80", "negotiate http", False, "HTTP 500")
-        h.engines[0].on_change(change)
+        for _ in range(50):  # a burst of changes: one STATUS
+            h.engines[0].on_change(change)
+        await asyncio.sleep(0.3)
         assert messages(sock) == [{"STATUS": "2/2 reals up in 1 virtual service"}]
     assert h.engines[0].stopped
     assert messages(sock)[-1]["STOPPING"] == "1"
