@@ -200,3 +200,35 @@ async def test_detached_start_status_stop(tmp_path: Path, servers: list[WebServe
     assert code == 3
     text = logfile.read_text()
     assert "first round of checks applied" in text and "stopped" in text
+
+
+async def test_stop_runs_fallbackcommand_stop(tmp_path: Path) -> None:
+    """No real is up: `fallbackcommand start` runs; SIGTERM runs `stop` and still exits within a second."""
+    dead = "127.0.0.15"
+    port = free_port([dead])  # nothing listens there: every check is refused
+    record = tmp_path / "fallback-calls"
+    script = tmp_path / "fallback.sh"
+    script.write_text(f'#!/bin/sh\necho "$@" >> {record}\n')
+    script.chmod(0o755)
+    config = tmp_path / "web.cf"
+    config.write_text(config_text(VIP, port, [dead], head=f'fallbackcommand="{script}"'))
+    notify = NotifySocket(tmp_path / "notify")
+    daemon = Healthd(config, tmp_path / "run", notify, {})
+    await daemon.start()
+    try:
+        ready = await notify.wait(lambda m: m.get("READY") == "1")
+        assert ready["STATUS"] == "0/1 reals up in 1 virtual service"
+        async with asyncio.timeout(10):
+            while not record.exists():  # noqa: ASYNC110 - waiting for another process's file
+                await asyncio.sleep(0.05)
+        status = await daemon.status()
+        assert status["virtuals"][0]["in_table"] and status["virtuals"][0]["reals"][0]["weight"] is None
+        assert daemon.proc is not None
+        started = time.monotonic()
+        daemon.proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(daemon.proc.wait(), 10) == 0
+        assert time.monotonic() - started < 1.0
+        assert record.read_text().splitlines() == [f"start {VIP}:{port} tcp", f"stop {VIP}:{port} tcp"]
+    finally:
+        await daemon.close()
+        notify.close()
