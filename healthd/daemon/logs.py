@@ -92,10 +92,12 @@ def choose_target(debug: bool, logfile: str | None, journal: bool) -> LogTarget:
 
     A logfile set explicitly to something else than ldirectord's default is
     still honoured under systemd, so an operator's syslog facility keeps working.
+    Under systemd stderr already goes to the journal, so -d adds nothing there
+    but verbosity (no line twice).
     """
     if journal:
         extra = logfile if logfile and logfile != DEFAULT_LOGFILE else None
-        return LogTarget(stderr=debug, journal=True, logfile=extra)
+        return LogTarget(journal=True, logfile=extra)
     if debug:
         return LogTarget(stderr=True)
     return LogTarget(logfile=logfile or DEFAULT_LOGFILE)

@@ -36,9 +36,9 @@ def test_choose_target_follows_ldirectord_and_systemd() -> None:
     assert logs.choose_target(True, "/var/log/ldirectord.log", False) == logs.LogTarget(stderr=True)
     assert logs.choose_target(False, "local0", False) == logs.LogTarget(logfile="local0")
     assert logs.choose_target(False, "/var/log/ldirectord.log", True) == logs.LogTarget(journal=True)
-    # An explicit logfile is kept under systemd; -d adds stderr.
+    # An explicit logfile is kept under systemd; -d adds no stderr copy (stderr is the journal there).
     assert logs.choose_target(True, "/var/log/lvs.log", True) == logs.LogTarget(
-        stderr=True, journal=True, logfile="/var/log/lvs.log"
+        journal=True, logfile="/var/log/lvs.log"
     )
 
 
