@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -42,8 +43,17 @@ def test_choose_target_follows_ldirectord_and_systemd() -> None:
     )
 
 
-def test_under_journald_needs_journal_stream() -> None:
+def test_under_journald_needs_journal_stream_to_be_our_stderr(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(logs, "JOURNAL_SOCKET", str(tmp_path))  # journald's socket "exists"
     assert not logs.under_journald({})
+    with open(tmp_path / "stream", "w") as stream:
+        st = os.fstat(stream.fileno())
+        ours = f"{st.st_dev}:{st.st_ino}"
+        assert logs.under_journald({"JOURNAL_STREAM": ours}, stderr_fd=stream.fileno())
+        # Inherited from a parent service, but our stderr is something else: not the journal.
+        assert not logs.under_journald({"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino + 1}"},
+                                       stderr_fd=stream.fileno())
+        assert not logs.under_journald({"JOURNAL_STREAM": "junk"}, stderr_fd=stream.fileno())
 
 
 def test_logfile_path_gets_lines(tmp_path: Path) -> None:
