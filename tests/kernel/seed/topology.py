@@ -1,0 +1,301 @@
+"""The seed lab's machines, rebuilt from network namespaces, veth pairs and bridges.
+
+A `Lab` owns every namespace and process it creates and removes them all on
+close. A `Lan` is a switch: a bridge in a namespace of its own, which each host
+joins through a veth pair, so a lab's wiring reads like the seed's diagrams
+(client, director and real servers on one segment for DR; a bridged and a
+host-only segment for NAT). Addresses are private (10.99.0.0/16) and exist only
+inside the lab's namespaces.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+WEBSITE = Path(__file__).with_name("website.py")
+_lab_numbers = itertools.count(1)
+
+
+class LabError(RuntimeError):
+    """A lab could not be built: the message names the command and what it printed."""
+
+
+def _run(args: list[str], *, input: str | None = None, timeout: float = 30) -> str:
+    done = subprocess.run(args, input=input, capture_output=True, text=True, timeout=timeout, check=False)
+    if done.returncode != 0:
+        raise LabError(
+            f"{' '.join(args)} exited {done.returncode}: {done.stderr.strip() or done.stdout.strip()}"
+        )
+    return done.stdout
+
+
+@dataclass
+class Namespace:
+    """One network namespace: a machine of the lab, or a switch."""
+
+    name: str
+    lab: Lab
+
+    def run(self, *args: str, timeout: float = 30) -> str:
+        """Run a command inside this namespace; its stdout, or LabError when it fails."""
+        return _run(["ip", "netns", "exec", self.name, *args], timeout=timeout)
+
+    def ip(self, *lines: str) -> None:
+        """Apply `ip` commands (one per line, without the leading `ip`) in one process."""
+        _run(["ip", "-n", self.name, "-batch", "-"], input="\n".join(lines) + "\n")
+
+    def sysctl(self, **settings: int | str) -> None:
+        """Set sysctls inside the namespace (`net.ipv4.ip_forward=1` is spelled net__ipv4__ip_forward)."""
+        pairs = [f"{key.replace('__', '.')}={value}" for key, value in settings.items()]
+        self.run("sysctl", "-q", "-w", *pairs)
+
+    def popen(self, *args: str, **kwargs: object) -> subprocess.Popen[str]:
+        """Start a long-running process inside the namespace; the lab stops it on close."""
+        proc = subprocess.Popen(["ip", "netns", "exec", self.name, *args], text=True, **kwargs)  # type: ignore[call-overload]
+        self.lab.processes.append(proc)
+        return proc
+
+
+@dataclass
+class Host(Namespace):
+    """A machine with interfaces eth0, eth1, ... on the lab's LANs."""
+
+    interfaces: int = 0
+
+    def curl(self, url: str, *, timeout: float = 5) -> str:
+        """The body `curl` gets for `url` from this host, stripped; "" when the request fails."""
+        done = subprocess.run(
+            ["ip", "netns", "exec", self.name, "curl", "-s", "-m", str(timeout), url],
+            capture_output=True,
+            text=True,
+            timeout=timeout + 10,
+            check=False,
+        )
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+
+@dataclass
+class Lan:
+    """A switch: a bridge `br0` in its own namespace."""
+
+    switch: Namespace
+    ports: int = 0
+
+    def attach(self, host: Host, address: str) -> str:
+        """Wire `host` to this LAN with `address` (CIDR); returns the host's interface name."""
+        ifname = f"eth{host.interfaces}"
+        host.interfaces += 1
+        self.ports += 1
+        port = f"p{self.ports}"
+        _run(["ip", "link", "add", ifname, "netns", host.name, "type", "veth",
+              "peer", "name", port, "netns", self.switch.name])  # fmt: skip
+        self.switch.ip(f"link set {port} master br0", f"link set {port} up")
+        host.ip(f"addr add {address} dev {ifname}", f"link set {ifname} up")
+        return ifname
+
+
+@dataclass
+class Website:
+    """A real server's site: index.html names the server, ok.html says ok."""
+
+    host: Host
+    name: str
+    root: Path
+    ports: tuple[int, ...] = (80,)
+    process: subprocess.Popen[str] | None = None
+    ready: bool = False
+
+    def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "index.html").write_text(f"{self.name}\n")
+        self.restore_check()
+        self.process = self.host.popen(
+            sys.executable, "-I", str(WEBSITE), str(self.root), *map(str, self.ports),
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        if self.ready:
+            return
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.process.stdout, selectors.EVENT_READ)
+            if not sel.select(timeout) or self.process.stdout.readline().strip() != "ready":
+                raise LabError(f"web server of {self.name} did not start within {timeout:.0f} s")
+        self.ready = True
+
+    def break_check(self) -> None:
+        """Make ok.html stop saying ok, as the seed does to take a real out."""
+        (self.root / "ok.html").write_text("maintenance\n")
+
+    def restore_check(self) -> None:
+        (self.root / "ok.html").write_text("ok\n")
+
+
+@dataclass
+class Lab:
+    """Every namespace and process of one experiment; `close()` removes them all."""
+
+    workdir: Path
+    prefix: str = field(default_factory=lambda: f"seed{os.getpid()}n{next(_lab_numbers)}")
+    namespaces: list[Namespace] = field(default_factory=list)
+    processes: list[subprocess.Popen[str]] = field(default_factory=list)
+    websites: list[Website] = field(default_factory=list)
+
+    def _netns(self, role: str) -> str:
+        name = f"{self.prefix}-{role}"
+        _run(["ip", "netns", "add", name])
+        return name
+
+    def host(self, role: str) -> Host:
+        host = Host(self._netns(role), self)
+        self.namespaces.append(host)
+        host.ip("link set lo up")
+        return host
+
+    def lan(self, role: str) -> Lan:
+        switch = Namespace(self._netns(role), self)
+        self.namespaces.append(switch)
+        switch.ip("link add br0 type bridge", "link set br0 up")
+        return Lan(switch)
+
+    def website(self, host: Host, name: str, ports: tuple[int, ...] = (80,)) -> Website:
+        site = Website(host, name, self.workdir / f"{name}-site", ports)
+        self.websites.append(site)
+        site.start()
+        return site
+
+    def wait_websites(self) -> None:
+        for site in self.websites:
+            site.wait_ready()
+
+    def close(self) -> None:
+        for proc in reversed(self.processes):
+            stop_process(proc)
+        for ns in reversed(self.namespaces):
+            subprocess.run(["ip", "netns", "del", ns.name], capture_output=True, check=False)
+
+
+def stop_process(proc: subprocess.Popen[str], grace: float = 5) -> int | None:
+    """SIGTERM, then SIGKILL after `grace` seconds; the exit status, None if it never ended."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            try:
+                proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                return None
+    return proc.returncode
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.2):  # type: ignore[no-untyped-def]
+    """Poll `predicate` until it returns something truthy; that value, or None at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
+
+
+# The seed's machines keep their last octets; the networks move into 10.99.0.0/16.
+NAT_CLIENT, NAT_VIP, NAT_DIP = "10.99.1.10", "10.99.1.117", "10.99.2.145"
+NAT_REALS = {"real1": "10.99.2.146", "real2": "10.99.2.143"}
+DR_CLIENTS = ("10.99.3.10", "10.99.3.11")
+DR_DIP, DR_VIP = "10.99.3.117", "10.99.3.111"
+DR_REALS = {"real1": "10.99.3.234", "real2": "10.99.3.222", "real3": "10.99.3.230"}
+DR_SORRY = "10.99.3.250"  # the fallback ("sorry") server of experiment 4
+
+
+@dataclass
+class SeedLab:
+    """One experiment's machines: who to curl from, where healthd runs, which sites answer."""
+
+    lab: Lab
+    clients: list[Host]
+    director: Host
+    vip: str
+    sites: dict[str, Website]  # by server name, which is also what its index.html says
+    addresses: dict[str, str]  # server name -> its real IP (RIP)
+
+    @property
+    def client(self) -> Host:
+        return self.clients[0]
+
+
+def build_nat(lab: Lab) -> SeedLab:
+    """Experiment 1: client and director on a "bridged" LAN, reals on a "host-only" LAN behind it.
+
+    The VIP is the director's outside address; the reals' default route is the
+    director's inside address (DIP) and the director forwards (ip_forward=1), so
+    replies pass back through IPVS to be un-NATed.
+    """
+    wan, inside = lab.lan("wan"), lab.lan("lan")
+    client = lab.host("client")
+    wan.attach(client, f"{NAT_CLIENT}/24")
+    director = lab.host("director")
+    wan.attach(director, f"{NAT_VIP}/24")
+    inside.attach(director, f"{NAT_DIP}/24")
+    director.sysctl(net__ipv4__ip_forward=1)
+    sites = {}
+    for name, rip in NAT_REALS.items():
+        real = lab.host(name)
+        inside.attach(real, f"{rip}/24")
+        real.ip(f"route add default via {NAT_DIP}")
+        sites[name] = lab.website(real, name)
+    lab.wait_websites()
+    return SeedLab(lab, [client], director, NAT_VIP, sites, dict(NAT_REALS))
+
+
+def build_dr(
+    lab: Lab, reals: tuple[str, ...] = ("real1", "real2"), *, clients: int = 1,
+    ports: tuple[int, ...] = (80,), sorry: bool = False,
+) -> SeedLab:  # fmt: skip
+    """Experiments 2-4: everyone on one LAN; the VIP on the director's eth0 and on every real's lo.
+
+    A real must neither answer ARP for the VIP nor announce it (arp_ignore=1,
+    arp_announce=2), or the client would bypass the director.
+    """
+    net = lab.lan("lan")
+    hosts = []
+    for i in range(clients):
+        hosts.append(lab.host(f"client{i + 1}"))
+        net.attach(hosts[-1], f"{DR_CLIENTS[i]}/24")
+    director = lab.host("director")
+    eth = net.attach(director, f"{DR_DIP}/24")
+    director.ip(f"addr add {DR_VIP}/32 dev {eth}")
+    servers = {name: DR_REALS[name] for name in reals}
+    if sorry:
+        servers["sorry"] = DR_SORRY
+    sites = {}
+    for name, rip in servers.items():
+        real = lab.host(name)
+        net.attach(real, f"{rip}/24")
+        real.ip(f"addr add {DR_VIP}/32 dev lo")
+        real.sysctl(
+            net__ipv4__conf__lo__arp_ignore=1, net__ipv4__conf__lo__arp_announce=2,
+            net__ipv4__conf__all__arp_ignore=1, net__ipv4__conf__all__arp_announce=2,
+        )  # fmt: skip
+        sites[name] = lab.website(real, name, ports)
+    lab.wait_websites()
+    return SeedLab(lab, hosts, director, DR_VIP, sites, servers)
+
+
+def fetch(client: Host, url: str, count: int) -> list[str]:
+    """`count` sequential requests from `client`: each answer's body ("" for a failed request)."""
+    return [client.curl(url) for _ in range(count)]
+
+
+def mac_of(host: Host, ifname: str) -> str:
+    return host.run("cat", f"/sys/class/net/{ifname}/address").strip()
