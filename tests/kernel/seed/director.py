@@ -70,6 +70,8 @@ class Healthd:
         self.log = config.with_suffix(".log")
         self.started = 0.0
         self.process: subprocess.Popen[str] | None = None
+        # every table read, with its monotonic time: lets a test prove what never happened
+        self.history: list[tuple[float, Table]] = []
 
     def __enter__(self) -> Healthd:
         self.started = time.monotonic()
@@ -97,17 +99,34 @@ class Healthd:
             return "(no log)"
 
     def table(self) -> Table:
-        return read_table(self.director)
+        self._check_running()
+        table = read_table(self.director)
+        self.history.append((time.monotonic(), table))
+        return table
+
+    def _check_running(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            raise AssertionError(f"healthd exited {self.process.returncode}:\n{self.log_tail()}")
+
+    def hold(self, predicate, seconds: float, what: str) -> int:  # type: ignore[no-untyped-def]
+        """Read the table for `seconds`, failing as soon as `predicate(table)` is false; the reads made."""
+        deadline, reads = time.monotonic() + seconds, 0
+        while time.monotonic() < deadline:
+            table = self.table()
+            reads += 1
+            assert predicate(table), f"{what} no longer holds: {table}\nhealthd log:\n{self.log_tail()}"
+            time.sleep(0.2)
+        return reads
+
+    def since(self, start: float) -> list[Table]:
+        """The tables read at or after monotonic time `start`."""
+        return [table for when, table in self.history if when >= start]
 
     def wait_table(self, predicate, timeout: float, what: str) -> Table:  # type: ignore[no-untyped-def]
         """Poll `ipvsadm -Ln` until `predicate(table)` holds; fail with the table and healthd's log if not."""
         last: list[Table] = [{}]
 
         def probe() -> bool:
-            if self.process is not None and self.process.poll() is not None:
-                raise AssertionError(
-                    f"healthd exited {self.process.returncode} while waiting for {what}:\n{self.log_tail()}"
-                )
             last[0] = self.table()
             return bool(predicate(last[0]))
 
@@ -116,6 +135,15 @@ class Healthd:
                 f"no {what} within {timeout:.0f} s; ipvsadm -Ln: {last[0]}\nhealthd log:\n{self.log_tail()}"
             )
         return last[0]
+
+
+def format_table(table: Table) -> list[str]:
+    """The table as short lines for a report, ipvsadm's words kept."""
+    lines = []
+    for service, dests in table.items():
+        lines.append(service)
+        lines += [f"  -> {d.address}:{d.port} {d.forward} {d.weight}" for d in dests]
+    return lines
 
 
 def dests_of(table: Table, service: str) -> dict[str, Destination]:

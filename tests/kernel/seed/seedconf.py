@@ -52,7 +52,7 @@ def set_global(text: str, directive: str, value: str) -> str:
     line = f"{directive}={value}"
     head, count = re.subn(rf"(?m)^{directive}=.*$", line, head)
     if count == 0:
-        head += f"\n{line}"
+        head = f"{head.rstrip()}\n{line}\n"
     return head + sep + tail
 
 

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,9 +119,20 @@ class Website:
         (self.root / "index.html").write_text(f"{self.name}\n")
         self.restore_check()
         self.process = self.host.popen(
-            sys.executable, "-I", str(WEBSITE), str(self.root), *map(str, self.ports),
+            sys.executable, "-I", str(WEBSITE), str(self.root), str(self.request_log), *map(str, self.ports),
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         )  # fmt: skip
+
+    @property
+    def request_log(self) -> Path:
+        return self.root.with_suffix(".requests")
+
+    def requests(self) -> list[str]:
+        """Every request served so far, as "GET /ok.html 200"."""
+        try:
+            return self.request_log.read_text().splitlines()
+        except FileNotFoundError:
+            return []
 
     def wait_ready(self, timeout: float = 60) -> None:
         assert self.process is not None and self.process.stdout is not None
@@ -295,6 +307,17 @@ def build_dr(
 def fetch(client: Host, url: str, count: int) -> list[str]:
     """`count` sequential requests from `client`: each answer's body ("" for a failed request)."""
     return [client.curl(url) for _ in range(count)]
+
+
+def tally(bodies: list[str]) -> str:
+    """ "real1=4 real2=4" for a list of answers, failed requests counted as "failed"."""
+    counts = Counter(body or "failed" for body in bodies)
+    return " ".join(f"{name}={counts[name]}" for name in sorted(counts))
+
+
+def alternates(bodies: list[str]) -> bool:
+    """Whether no server answered twice in a row: what wrr does with equal weights."""
+    return all(a != b for a, b in itertools.pairwise(bodies))
 
 
 def mac_of(host: Host, ifname: str) -> str:

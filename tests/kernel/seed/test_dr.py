@@ -1,0 +1,43 @@
+"""Experiment 2 of the seed: LVS-DR with healthd keeping the table (`seed-dr.cf`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+
+from tests.kernel.seed.director import Healthd, dests_of, format_table
+from tests.kernel.seed.seedconf import seed_config
+from tests.kernel.seed.topology import DR_REALS, DR_VIP, Lab, alternates, build_dr, fetch, tally
+
+pytestmark = [pytest.mark.kernel, pytest.mark.root]
+
+REQUESTS = 8
+SERVICE = f"TCP {DR_VIP}:80 wrr"
+SEED_ADDRESSES = {
+    "172.17.111.111": DR_VIP,
+    "172.17.111.234": DR_REALS["real1"],
+    "172.17.111.222": DR_REALS["real2"],
+}
+
+
+def test_dr_wrr_alternates_between_the_two_sites(lab: Lab, report: Callable[..., None]) -> None:
+    seed = build_dr(lab)
+    config = lab.workdir / "ldirectord.cf"
+    config.write_text(seed_config("seed-dr.cf", SEED_ADDRESSES))
+    with Healthd(seed.director, config) as healthd:
+        table = healthd.wait_table(lambda t: len(dests_of(t, SERVICE)) == 2, 90, "DR service with both reals")
+        ready = time.monotonic() - healthd.started
+        dests = dests_of(table, SERVICE)
+        assert {(d.forward, d.weight) for d in dests.values()} == {("Route", 1)}, table
+        assert set(dests) == {DR_REALS["real1"], DR_REALS["real2"]}
+
+        bodies = fetch(seed.client, f"http://{seed.vip}/index.html", REQUESTS)
+    assert sorted(bodies) == sorted(["real1", "real2"] * (REQUESTS // 2)), bodies
+    assert alternates(bodies), bodies
+    report(
+        f"requests per real: {tally(bodies)} (sequence {' '.join(bodies)})",
+        f"healthd start to both reals in the table: {ready:.1f} s",
+        *format_table(table),
+    )

@@ -1,0 +1,49 @@
+"""Experiment 1 of the seed: LVS-NAT with healthd keeping the table (`seed-nat.cf`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+
+from tests.kernel.seed.director import Healthd, dests_of, format_table
+from tests.kernel.seed.seedconf import seed_config
+from tests.kernel.seed.topology import NAT_REALS, NAT_VIP, Lab, alternates, build_nat, fetch, tally
+
+pytestmark = [pytest.mark.kernel, pytest.mark.root]
+
+REQUESTS = 8
+SERVICE = f"TCP {NAT_VIP}:80 wrr"
+
+
+def test_nat_wrr_alternates_between_the_two_sites(lab: Lab, report: Callable[..., None]) -> None:
+    seed = build_nat(lab)
+    config = lab.workdir / "ldirectord.cf"
+    config.write_text(
+        seed_config(
+            "seed-nat.cf",
+            {
+                "172.17.111.117": NAT_VIP,
+                "192.168.199.146": NAT_REALS["real1"],
+                "192.168.199.143": NAT_REALS["real2"],
+            },
+        )
+    )
+    with Healthd(seed.director, config) as healthd:
+        table = healthd.wait_table(
+            lambda t: len(dests_of(t, SERVICE)) == 2, 90, "NAT service with both reals"
+        )
+        ready = time.monotonic() - healthd.started
+        dests = dests_of(table, SERVICE)
+        assert {(d.forward, d.weight) for d in dests.values()} == {("Masq", 1)}, table
+        assert set(dests) == set(NAT_REALS.values())
+
+        bodies = fetch(seed.client, f"http://{seed.vip}/index.html", REQUESTS)
+    assert sorted(bodies) == sorted(["real1", "real2"] * (REQUESTS // 2)), bodies
+    assert alternates(bodies), bodies
+    report(
+        f"requests per real: {tally(bodies)} (sequence {' '.join(bodies)})",
+        f"healthd start to both reals in the table: {ready:.1f} s",
+        *format_table(table),
+    )
