@@ -5,6 +5,7 @@ One contract test suite runs against both, so they cannot drift apart.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from healthd.ipvs.model import Operation, Table
@@ -39,6 +40,13 @@ class Backend(Protocol):
 
     async def apply(self, op: Operation) -> None:
         """Carry out one operation; raise AlreadyExists, NotFound or IPVSError."""
+        ...
+
+    async def apply_all(self, ops: Sequence[Operation]) -> list[IPVSError | None]:
+        """Carry out `ops` in order, going on after a failure; the error of each, None if it worked.
+
+        The kernel table sends them in batches, far faster than one apply() each.
+        """
         ...
 
     async def close(self) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 class Family(enum.IntEnum):
@@ -66,10 +66,25 @@ class Service:
     pe_name: str = ""  # persistence engine ("sip"), "" for none
 
 
+    @property
+    def full_netmask(self) -> int:
+        return 128 if self.key.family is Family.INET6 else 32
+
+    def normalized(self) -> Service:
+        """The same service as the kernel reports it back: a full-length netmask reads as None."""
+        if self.netmask == self.full_netmask:
+            return replace(self, netmask=None)
+        return self
+
+
 @dataclass(frozen=True, order=True, slots=True)
 class DestKey:
     address: str
     port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{host}:{self.port}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,3 +152,21 @@ class DeleteDest:
 
 
 Operation = AddService | EditService | DeleteService | AddDest | EditDest | DeleteDest
+
+
+def describe(op: Operation) -> str:
+    """The operation and its object in words: 'add real 10.0.0.2:80 to TCP 10.0.0.1:80 (gate, weight 1)'."""
+    match op:
+        case AddService(service):
+            return f"add service {service.key} (scheduler {service.scheduler})"
+        case EditService(service):
+            return f"edit service {service.key} (scheduler {service.scheduler})"
+        case DeleteService(key):
+            return f"delete service {key}"
+        case AddDest(service, dest):
+            return f"add real {dest.key} to {service} ({dest.forward.value}, weight {dest.weight})"
+        case EditDest(service, dest):
+            return f"edit real {dest.key} in {service} ({dest.forward.value}, weight {dest.weight})"
+        case DeleteDest(service, dest_key):
+            return f"delete real {dest_key} from {service}"
+    raise TypeError(f"not an IPVS operation: {op!r}")

@@ -1,6 +1,6 @@
 """Reconcile the kernel's IPVS table with the desired one: a pure diff, then an applier.
 
-Interface used by the engine (implementation lands with the IPVS issue):
+Interface used by the engine:
 
     reconciler = Reconciler(backend)
     await reconciler.sync(desired, managed)   # converge; touches only `managed` services
@@ -9,27 +9,160 @@ Interface used by the engine (implementation lands with the IPVS issue):
 `desired` holds the services healthd wants and their destinations; `managed`
 is every ServiceKey healthd owns (desired ones plus any it must remove, e.g.
 after a reload dropped a virtual). Services outside `managed` are never touched.
+
+Changing a service's settings edits it in place (IPVS "set"): deleting and re-adding a live
+service would drop every connection through it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Set
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Set
 
-from healthd.ipvs.backend import Backend
-from healthd.ipvs.model import Operation, ServiceKey, Table
+from healthd.ipvs.backend import AlreadyExists, Backend, IPVSError, NotFound
+from healthd.ipvs.model import (
+    AddDest,
+    AddService,
+    DeleteDest,
+    DeleteService,
+    Dest,
+    DestKey,
+    EditDest,
+    EditService,
+    Entry,
+    Operation,
+    ServiceKey,
+    Table,
+    describe,
+)
+
+log = logging.getLogger("healthd.ipvs")
 
 
 def diff(desired: Table, actual: Table, managed: Set[ServiceKey]) -> list[Operation]:
-    """The minimal ordered operations that turn `actual` into `desired` within `managed`."""
-    raise NotImplementedError
+    """The minimal ordered operations that turn `actual` into `desired` within `managed`.
+
+    Order: services are added or edited first, then their real servers are added, edited
+    and deleted (new ones before old ones leave, so a service is never empty in between),
+    and services that are no longer wanted are deleted last.
+    """
+    ops: list[Operation] = []
+    removed: list[Operation] = []
+    for key in sorted(managed):
+        want = desired.get(key)
+        have = actual.get(key)
+        if want is None:
+            if have is not None:
+                removed.append(DeleteService(key))
+            continue
+        service = want.service.normalized()
+        if have is None:
+            ops.append(AddService(service))
+            have_dests: dict[DestKey, Dest] = {}
+        else:
+            if have.service.normalized() != service:
+                ops.append(EditService(service))
+            have_dests = dict(have.dests)
+        adds: list[Operation] = []
+        edits: list[Operation] = []
+        for dkey in sorted(want.dests):
+            dest = want.dests[dkey]
+            current = have_dests.pop(dkey, None)
+            if current is None:
+                adds.append(AddDest(key, dest))
+            elif current != dest:  # Dest equality leaves out `readd`, only the desired side has it
+                edits.append(EditDest(key, dest))
+        ops += adds + edits + [DeleteDest(key, dkey) for dkey in sorted(have_dests)]
+    return ops + removed
+
+
+Sleep = Callable[[float], Awaitable[None]]
 
 
 class Reconciler:
-    def __init__(self, backend: Backend) -> None:
+    """Keeps the managed part of a table equal to the last desired state it was given."""
+
+    def __init__(self, backend: Backend, *, attempts: int = 5, backoff: float = 0.1, max_backoff: float = 5.0,
+                 sleep: Sleep = asyncio.sleep) -> None:
         self.backend = backend
+        self.attempts = attempts
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self._sleep = sleep
+        self._desired: Table = {}
+        self._managed: frozenset[ServiceKey] = frozenset()
+        # real servers seen in the kernel, for readdquiescent=no: a quiesced real that was
+        # there and then vanished (deleted by hand) stays out
+        self._seen: set[tuple[ServiceKey, DestKey]] = set()
+        self._lock = asyncio.Lock()
+        self.last_ops: list[Operation] = []  # what the last convergence applied, for logs and tests
 
     async def sync(self, desired: Table, managed: Set[ServiceKey]) -> None:
-        raise NotImplementedError
+        """Make the managed services equal to `desired`; raise IPVSError if it cannot converge."""
+        async with self._lock:
+            self._desired = dict(desired)
+            self._managed = frozenset(managed) | frozenset(desired)
+            await self._converge()
 
     async def resync(self) -> None:
-        raise NotImplementedError
+        """Re-dump the table and repair drift against the last desired state."""
+        async with self._lock:
+            await self._converge()
+
+    def _effective(self, actual: Table) -> Table:
+        """The desired table minus quiesced reals that must not come back (readd=False)."""
+        out: dict[ServiceKey, Entry] = {}
+        for key, entry in self._desired.items():
+            present = actual[key].dests if key in actual else {}
+            keep = {dkey: d for dkey, d in entry.dests.items()
+                    if d.readd or d.weight != 0 or dkey in present or (key, dkey) not in self._seen}
+            out[key] = entry if len(keep) == len(entry.dests) else Entry(entry.service, keep)
+        return out
+
+    def _remember(self, actual: Table) -> None:
+        self._seen = {(k, d) for k in self._managed if k in actual for d in actual[k].dests} | {
+            (k, d) for (k, d) in self._seen
+            if k in self._desired and d in self._desired[k].dests}
+
+    async def _converge(self) -> None:
+        self.last_ops = []
+        error: IPVSError | None = None
+        for attempt in range(self.attempts):
+            if attempt:
+                await self._sleep(min(self.max_backoff, self.backoff * 2 ** (attempt - 1)))
+            actual = await self.backend.dump()
+            self._remember(actual)
+            ops = diff(self._effective(actual), actual, self._managed)
+            if not ops:
+                return
+            results = await self.backend.apply_all(ops)
+            again = False
+            error = None
+            for op, result in zip(ops, results, strict=True):
+                if result is None:
+                    self.last_ops.append(op)
+                    if isinstance(op, AddDest | EditDest):
+                        self._seen.add((op.service, op.dest.key))
+                    elif isinstance(op, DeleteDest):
+                        self._seen.discard((op.service, op.dest))
+                    continue
+                if isinstance(result, NotFound) and isinstance(op, DeleteService | DeleteDest):
+                    continue  # someone else removed it first: that is what we wanted
+                if isinstance(result, AlreadyExists | NotFound):
+                    again = True  # a race with another writer: the next dump shows what is there
+                    log.info("IPVS changed under us: %s", result)
+                    continue
+                log.warning("IPVS: %s", result)
+                error = result
+                again = True
+            if not again:
+                return
+        if error is not None:
+            raise IPVSError(f"IPVS table did not converge after {self.attempts} attempts; "
+                            f"last error: {error}", error.errno)
+        raise IPVSError(f"IPVS table did not converge after {self.attempts} attempts "
+                        "(it keeps changing under us)")
+
+
+__all__ = ["Reconciler", "describe", "diff"]

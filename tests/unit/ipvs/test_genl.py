@@ -1,0 +1,51 @@
+"""The IPVS netlink codec: requests decode back to what was sent; netmasks have the kernel's encoding."""
+
+import struct
+
+import pytest
+
+from healthd.ipvs import genl
+from healthd.ipvs.model import AddDest, AddService, DeleteService, Dest, EditService, Service
+from tests.unit.ipvs.contract import DESTS, SERVICES, TCP
+
+
+def payload(data: bytes) -> memoryview:
+    ((kind, flags, seq, body),) = list(genl.messages(data))
+    assert (kind, seq) == (42, 7) and flags & genl.NLM_F_ACK
+    return body
+
+
+@pytest.mark.parametrize("service", SERVICES, ids=lambda s: f"{s.key}-{s.scheduler}")
+def test_service_request_decodes_back(service: Service) -> None:
+    for op in (AddService(service), EditService(service)):
+        assert genl.decode_service(payload(genl.encode(42, 7, op))) == service.normalized()
+
+
+@pytest.mark.parametrize(("key", "dest"), DESTS, ids=str)
+def test_dest_request_decodes_back(key, dest: Dest) -> None:
+    assert genl.decode_dest(payload(genl.encode(42, 7, AddDest(key, dest))), key.family) == dest
+
+
+def test_netmask_encoding() -> None:
+    v4 = Service(TCP, persistent=1, netmask=24)
+    assert struct.pack("=I", genl.netmask_value(v4)) == bytes([255, 255, 255, 0])
+    v6 = next(s for s in SERVICES if s.netmask == 64)
+    assert genl.netmask_value(v6) == 64  # a prefix length in host order, as ipvsadm sends it
+
+
+def test_service_delete_carries_only_the_key() -> None:
+    body = payload(genl.encode(42, 7, DeleteService(TCP)))
+    inner = genl.attrs(genl.attrs(body[4:])[genl.ATTR_SERVICE])
+    assert set(inner) == {genl.SVC_AF, genl.SVC_PROTOCOL, genl.SVC_ADDR, genl.SVC_PORT}
+
+
+def test_error_and_done_messages() -> None:
+    err = struct.pack("=IHHII", 36, genl.NLMSG_ERROR, 0, 3, 0) + struct.pack("=i", -17) + bytes(16)
+    done = struct.pack("=IHHII", 20, genl.NLMSG_DONE, 0, 4, 0) + bytes(4)
+    (k1, _, s1, p1), (k2, _, s2, _) = genl.messages(err + done)
+    assert (k1, s1, genl.error_code(p1)) == (genl.NLMSG_ERROR, 3, 17) and (k2, s2) == (genl.NLMSG_DONE, 4)
+
+
+def test_garbage_length_is_a_decode_error() -> None:
+    with pytest.raises(genl.DecodeError):
+        list(genl.messages(struct.pack("=IHHII", 4, 0, 0, 0, 0)))
