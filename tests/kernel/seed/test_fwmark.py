@@ -17,7 +17,7 @@ import pytest
 
 from tests.kernel.seed.director import Healthd, dests_of, format_table
 from tests.kernel.seed.seedconf import seed_config
-from tests.kernel.seed.topology import DR_REALS, DR_VIP, Lab, build_dr, tally
+from tests.kernel.seed.topology import DR_REALS, DR_VIP, Lab, build_dr, fetch_urls, tally
 
 pytestmark = [pytest.mark.kernel, pytest.mark.root]
 
@@ -54,10 +54,8 @@ def test_fwmark_99_keeps_each_client_on_one_real_across_both_ports(
 
         seen = {}
         for client in seed.clients:
-            seen[client.name] = [
-                client.curl(f"http://{seed.vip}:{port}/index.html")
-                for port in [80, 443] * (REQUESTS_PER_CLIENT // 2)
-            ]
+            ports = [80, 443] * (REQUESTS_PER_CLIENT // 2)
+            seen[client.name] = fetch_urls(client, [f"http://{seed.vip}:{port}/index.html" for port in ports])
         counters = seed.director.run("nft", "list", "chain", "ip", "mangle", "prerouting")
     first, second = seen.values()
     assert len(set(first)) == 1 and first[0] in ("real1", "real2"), first

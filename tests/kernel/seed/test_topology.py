@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from tests.kernel.seed.topology import NAT_CLIENT, NAT_DIP, NAT_REALS, Lab, build_dr, build_nat, mac_of
+from tests.kernel.seed.topology import (
+    NAT_CLIENT,
+    NAT_DIP,
+    NAT_REALS,
+    Lab,
+    build_dr,
+    build_nat,
+    fetch_urls,
+    mac_of,
+)
 
 pytestmark = [pytest.mark.kernel, pytest.mark.root]
 
@@ -31,6 +40,9 @@ def test_dr_reals_hold_the_vip_but_only_the_director_answers_arp_for_it(lab: Lab
         assert seed.director.curl(f"http://{seed.addresses[name]}/index.html") == name
         # The VIP on lo is local to the real: it answers there, on both ports.
         assert site.host.curl(f"http://{seed.vip}:443/index.html") == name
+    rip = seed.addresses["real1"]
+    urls = [f"http://{rip}/index.html", f"http://{rip}/missing.html", f"http://{rip}:443/ok.html"]
+    assert fetch_urls(seed.client, urls) == ["real1", "", "ok"]
     site = seed.sites["real1"]
     site.break_check()
     assert seed.director.curl(f"http://{seed.addresses['real1']}/ok.html") == "maintenance"
