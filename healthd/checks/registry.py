@@ -3,18 +3,48 @@
 Contract (every check module follows it):
 - A negotiate module `healthd/checks/<name>.py` exposes
   `async def check(spec: CheckSpec, ctx: CheckContext) -> Outcome`.
+  It may assume spec.type is NEGOTIATE and spec.service is one it serves; it should
+  turn what a real server does (refuse, reset, garbage) into Outcome(ok=False, ...)
+  itself, with a one-line detail, but it need not handle its own deadline.
 - run() never raises for anything a real server does; every failure is an Outcome
-  with ok=False and a one-line detail.
+  with ok=False and a one-line detail. Even a bug in a module (an unexpected
+  exception) becomes a failed Outcome naming the exception, not a crash.
 - run() returns within spec.deadline (+ a few ms): the deadline is enforced here,
-  by cancelling the module's coroutine, not trusted to the protocol code.
+  by cancelling the module's coroutine, not trusted to the protocol code. A module
+  must therefore clean up (close sockets, kill processes) when cancelled.
 - Shared resources (TLS contexts, sockets) live in the CheckContext owned by the
   runner, opened by start() and released by close(), never one per check.
+- Only asyncio.CancelledError from *outside* (the engine cancelling the run) leaves run().
+
+Check types, as ldirectord means them:
+- negotiate: the service's module (SERVICE_MODULES); service "none" is always up.
+- connect: a TCP connection within checktimeout; for a UDP virtual, ping (as ldirectord).
+- ping: ICMP echo (IPv4 or IPv6), checkcount attempts within checktimeout.
+- external / external-perl: healthd.checks.external.
+- on: always up, nothing is sent.
+- off: ldirectord's "no checking, and no real or fallback server is activated".
+  The engine should never schedule an `off` check: its reals are never given traffic
+  (not even quiesced at weight 0) and no fallback is added for that virtual. If run()
+  is called anyway it answers down ("checktype off") without touching the network.
+- numeric checktype N (spec.type NEGOTIATE, spec.connect_every = N): the engine runs
+  the negotiate check, then N connect checks, then a negotiate again, and so on. For a
+  connect run it passes `dataclasses.replace(spec, type=CheckType.CONNECT)`; run() always
+  does what spec.type says, and the deadline follows the type (checktimeout for connect).
 """
 
 from __future__ import annotations
 
+import asyncio
+import importlib
+import logging
+from collections.abc import Awaitable, Callable
+
 from healthd.checks.context import CheckContext
-from healthd.checks.spec import CheckSpec, Outcome
+from healthd.checks.spec import CheckSpec, CheckType, Outcome
+
+log = logging.getLogger(__name__)
+
+CheckFn = Callable[[CheckSpec, CheckContext], Awaitable[Outcome]]
 
 # service -> module under healthd.checks that implements its negotiate check.
 SERVICE_MODULES: dict[str, str] = {
@@ -35,19 +65,89 @@ SERVICE_MODULES: dict[str, str] = {
 # than letting it pass silently. Grows as modules land.
 SUPPORTED_SERVICES: frozenset[str] = frozenset({"none", "http", "https", "http_proxy", "simpletcp"})
 
+# check type -> module, for the types that do not depend on the service
+_TYPE_MODULES: dict[CheckType, str] = {
+    CheckType.CONNECT: "connect",
+    CheckType.PING: "ping",
+    CheckType.EXTERNAL: "external",
+    CheckType.EXTERNAL_PERL: "external",
+}
+
+
+async def _always_up(spec: CheckSpec, ctx: CheckContext) -> Outcome:
+    return Outcome(True, "checktype on" if spec.type is CheckType.ON else "service none", 0.0)
+
+
+async def _never_checked(spec: CheckSpec, ctx: CheckContext) -> Outcome:
+    return Outcome(False, "checktype off: not checked, never given traffic", 0.0)
+
 
 class CheckRunner:
     """Runs checks; one instance per daemon."""
 
-    def __init__(self) -> None:
-        self.ctx = CheckContext()
+    def __init__(self, ctx: CheckContext | None = None) -> None:
+        self.ctx = ctx or CheckContext()
+        self._fns: dict[str, CheckFn] = {}
 
     async def start(self) -> None:
-        """Open shared resources."""
+        """Load the modules of every supported check, so the first checks pay no import."""
+        for name in {*_TYPE_MODULES.values(), *(SERVICE_MODULES[s] for s in SUPPORTED_SERVICES
+                                                if s in SERVICE_MODULES)}:
+            self._module_fn(name)
 
     async def close(self) -> None:
-        """Release shared resources."""
+        """Release shared resources and finish background work (killing overdue commands)."""
+        await self.ctx.close()
+
+    def _module_fn(self, name: str) -> CheckFn | None:
+        fn = self._fns.get(name)
+        if fn is None:
+            try:
+                module = importlib.import_module(f"healthd.checks.{name}")
+            except ModuleNotFoundError as exc:
+                if exc.name != f"healthd.checks.{name}":
+                    raise  # the module exists but lacks a dependency: say so loudly
+                return None
+            fn = module.check
+            self._fns[name] = fn
+        return fn
+
+    def _resolve(self, spec: CheckSpec) -> CheckFn | str:
+        """The function that runs `spec`, or why none can."""
+        kind = spec.type
+        if kind is CheckType.NEGOTIATE:
+            if spec.service == "none":
+                return _always_up
+            name = SERVICE_MODULES.get(spec.service)
+        elif kind is CheckType.ON:
+            return _always_up
+        elif kind is CheckType.OFF:
+            return _never_checked
+        else:
+            name = _TYPE_MODULES.get(kind)
+        fn = self._module_fn(name) if name else None
+        if fn is None:
+            return f"service {spec.service} is not supported yet"
+        return fn
 
     async def run(self, spec: CheckSpec) -> Outcome:
-        """Run one check of `spec` within spec.deadline. Never raises."""
-        raise NotImplementedError
+        """Run one check of `spec` within spec.deadline. Never raises (except CancelledError from outside)."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        fn = self._resolve(spec)
+        if isinstance(fn, str):
+            return Outcome(False, fn, 0.0)
+        deadline = spec.deadline
+        try:
+            async with asyncio.timeout(deadline) as scope:
+                return await fn(spec, self.ctx)
+        except TimeoutError:
+            if scope.expired():
+                return Outcome(False, f"timed out after {deadline:g} s", loop.time() - started)
+            return Outcome(False, "timed out", loop.time() - started)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a module's bug must not take the engine down
+            log.exception("check of %s (%s/%s) crashed", spec.target, spec.type, spec.service)
+            return Outcome(False, f"check failed unexpectedly: {type(exc).__name__}: {exc}",
+                           loop.time() - started)

@@ -36,7 +36,7 @@ class Fallback:
 
     address: str
     port: int
-    forward: str = "masq"  # ldirectord's default forwarding for a fallback
+    forward: str = "gate"  # ldirectord's default forwarding for a fallback
     weight: int = 1
 
 
@@ -59,7 +59,7 @@ class Virtual:
     fallbackcommand: str | None = None
     quiescent: bool = False
     cleanstop: bool = True
-    service: str = "none"  # resolved service, also present in every real's CheckSpec
+    service: str = "none"  # resolved service (given, or by port); in each CheckSpec when it negotiates
     checktype: str = "negotiate"  # as resolved, for summaries
     servicename: str | None = None
     comment: str | None = None
@@ -113,6 +113,7 @@ class Config:
     path: str  # the file actually read
     settings: GlobalSettings = field(default_factory=GlobalSettings)
     virtuals: tuple[Virtual, ...] = ()
+    warnings: tuple[ConfigIssue, ...] = ()  # things that work but deserve a look, in line order
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +125,8 @@ class ConfigIssue:
     message: str
 
     def __str__(self) -> str:
+        if self.line <= 0:  # about the file as a whole (not found, unreadable)
+            return f"{self.path}: {self.message}"
         return f"{self.path}:{self.line}: {self.message}"
 
 

@@ -1,0 +1,89 @@
+"""Split ldirectord.cf text into statements: `name = value` lines with their number and indentation.
+
+Comments and blank lines disappear here. Unlike ldirectord, a `#` inside double
+quotes is kept (a receive regex or a URL may contain one).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_STATEMENT = re.compile(r"([A-Za-z][A-Za-z0-9_-]*)\s*(?:=\s*(.*?))?\s*")
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """One meaningful line: `name = value` (value None for a bare word like `supervised`)."""
+
+    line: int
+    indented: bool
+    name: str
+    value: str | None
+    text: str  # the line as written, without the comment, for error messages
+
+
+@dataclass(frozen=True, slots=True)
+class BadLine:
+    """A line that is not a statement at all."""
+
+    line: int
+    text: str
+    reason: str
+
+
+def strip_comment(text: str) -> str:
+    """Cut at the first `#` that is outside double quotes."""
+    quoted = False
+    for i, ch in enumerate(text):
+        if ch == '"':
+            quoted = not quoted
+        elif ch == "#" and not quoted:
+            return text[:i]
+    return text
+
+
+def quote(text: str, limit: int = 80) -> str:
+    """The offending text as a message shows it: printable, bounded in length."""
+    shown = text if len(text) <= limit else text[: limit - 1] + "…"
+    printable = "".join(ch if ch.isprintable() or ch == "\t" else repr(ch)[1:-1] for ch in shown)
+    return f'"{printable}"'
+
+
+def split_lines(data: bytes | str) -> list[tuple[int, str | None]]:
+    """(number, text) per line; text is None for a line that is not UTF-8."""
+    raw = data.splitlines() if isinstance(data, bytes) else None
+    if raw is None:
+        assert isinstance(data, str)
+        return [(n, t) for n, t in enumerate(re.split(r"\r?\n|\r", data), start=1)]
+    out: list[tuple[int, str | None]] = []
+    for n, chunk in enumerate(raw, start=1):
+        try:
+            out.append((n, chunk.decode("utf-8")))
+        except UnicodeDecodeError:
+            text = chunk.decode("utf-8", errors="replace")
+            # Non-UTF-8 bytes in a comment or blank line harm nobody.
+            out.append((n, text if text.strip() == "" or text.lstrip().startswith("#") else None))
+    return out
+
+
+def lex(lines: list[tuple[int, str | None]]) -> list[Statement | BadLine]:
+    result: list[Statement | BadLine] = []
+    for number, text in lines:
+        if text is None:
+            result.append(BadLine(number, "", "this line is not valid UTF-8 text"))
+            continue
+        body = strip_comment(text).rstrip()
+        if not body.strip():
+            continue
+        if "\x00" in body:
+            result.append(BadLine(number, body, "this line contains a NUL byte"))
+            continue
+        indented = body[0] in " \t"
+        stripped = body.strip()
+        m = _STATEMENT.fullmatch(stripped)
+        if m is None:
+            result.append(BadLine(number, stripped, "expected `directive = value`"))
+            continue
+        result.append(Statement(number, indented, m.group(1), m.group(2), stripped))
+    return result

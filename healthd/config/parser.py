@@ -1,0 +1,336 @@
+"""ldirectord.cf statements -> a Draft: global settings and virtual sections with checked values.
+
+This layer knows the grammar: which directive exists, where it may appear and what
+its value looks like. Nothing is resolved yet (no DNS, no defaults): build.py does that.
+Every problem becomes an issue and parsing goes on, so one run reports them all.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from healthd.checks.spec import KNOWN_SERVICES, CheckType
+from healthd.config import values as v
+from healthd.config.lexer import BadLine, Statement, lex, quote, split_lines
+from healthd.config.model import ConfigIssue
+from healthd.config.regex import PerlRegexError, translate
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    value: Any
+    line: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualAddress:
+    host: str | None  # None for a fwmark
+    port: str | None  # port number or service name as written; None for a fwmark
+    fwmark: int | None
+
+
+@dataclass
+class Section:
+    line: int
+    text: str
+    v6: bool
+    address: VirtualAddress | None  # None when the virtual= value is invalid
+    settings: dict[str, Setting] = field(default_factory=dict)
+    reals: list[Setting] = field(default_factory=list)  # Setting(RealLine, ...)
+
+
+@dataclass
+class Draft:
+    path: str
+    settings: dict[str, Setting] = field(default_factory=dict)
+    execute: list[Setting] = field(default_factory=list)
+    sections: list[Section] = field(default_factory=list)
+    errors: list[ConfigIssue] = field(default_factory=list)
+    warnings: list[ConfigIssue] = field(default_factory=list)
+
+
+# --- directive values ----------------------------------------------------------------
+
+Parse = Callable[[str, bool], Any]  # (value, section is IPv6) -> parsed value
+
+
+def _plain(fn: Callable[[str], Any]) -> Parse:
+    return lambda value, _v6: fn(value)
+
+
+def _checktype(value: str) -> tuple[str, CheckType, int]:
+    if re.fullmatch(r"\d{1,6}", value):
+        return value, CheckType.NEGOTIATE, int(value)
+    try:
+        return value, CheckType(value), 0
+    except ValueError:
+        raise v.Invalid("expected connect, negotiate, ping, external, external-perl, on, off "
+                        "or a number of connect checks between two negotiate checks") from None
+
+
+def _service(value: str) -> str:
+    if value not in KNOWN_SERVICES:
+        raise v.Invalid("unknown service: expected one of " + ", ".join(sorted(KNOWN_SERVICES)))
+    return value
+
+
+def _receive(value: str) -> tuple[str, str]:
+    perl = v.text(value)
+    try:
+        return perl, translate(perl)
+    except PerlRegexError as exc:
+        raise v.Invalid(f"receive is a Perl regex that Python cannot use: {exc}") from None
+
+
+def _httpmethod(value: str) -> str:
+    if value.upper() not in ("GET", "HEAD"):
+        raise v.Invalid("expected GET or HEAD")
+    return value.upper()
+
+
+def _protocol(value: str) -> str:
+    if value not in ("tcp", "udp", "fwm"):
+        raise v.Invalid("expected tcp, udp or fwm")
+    return value
+
+
+def _netmask(value: str, v6: bool) -> str:
+    return v.ipv6_prefix(value) if v6 else v.ipv4_netmask(value)
+
+
+def _supervised(value: str) -> bool:
+    return v.yes_no(value)
+
+
+GLOBAL, VIRTUAL, BOTH = "global", "virtual", "both"
+
+DIRECTIVES: dict[str, tuple[str, Parse]] = {
+    # global only
+    "autoreload": (GLOBAL, _plain(v.yes_no)),
+    "callback": (GLOBAL, _plain(v.text)),
+    "logfile": (GLOBAL, _plain(v.logfile)),
+    "execute": (GLOBAL, _plain(v.text)),
+    "fork": (GLOBAL, _plain(v.yes_no)),
+    "supervised": (GLOBAL, _plain(_supervised)),
+    "readdquiescent": (GLOBAL, _plain(v.yes_no)),
+    "emailalertfrom": (GLOBAL, _plain(v.raw_text)),
+    "maintenancedir": (GLOBAL, _plain(v.text)),
+    # global, or per virtual to override
+    "checktimeout": (BOTH, _plain(v.positive_number)),
+    "negotiatetimeout": (BOTH, _plain(v.positive_number)),
+    "checkinterval": (BOTH, _plain(v.positive_number)),
+    "checkcount": (BOTH, _plain(v.positive_int)),
+    "failurecount": (BOTH, _plain(v.positive_int)),
+    "fallback": (BOTH, lambda value, _v6: v.fallback_line(value, v6=False)),
+    "fallback6": (BOTH, lambda value, _v6: v.fallback_line(value, v6=True)),
+    "fallbackcommand": (BOTH, _plain(v.text)),
+    "quiescent": (BOTH, _plain(v.yes_no)),
+    "cleanstop": (BOTH, _plain(v.yes_no)),
+    "emailalert": (BOTH, _plain(v.text)),
+    "emailalertfreq": (BOTH, _plain(v.count)),
+    "emailalertstatus": (BOTH, _plain(v.email_status)),
+    "smtp": (BOTH, _plain(v.smtp_host)),
+    # per virtual only
+    "real": (VIRTUAL, lambda value, v6: v.real_line(value, v6=False)),
+    "real6": (VIRTUAL, lambda value, v6: v.real_line(value, v6=True)),
+    "request": (VIRTUAL, _plain(v.text)),
+    "receive": (VIRTUAL, _plain(_receive)),
+    "checktype": (VIRTUAL, _plain(_checktype)),
+    "checkcommand": (VIRTUAL, _plain(v.text)),
+    "checkport": (VIRTUAL, _plain(v.port_number)),
+    "login": (VIRTUAL, _plain(v.text)),
+    "passwd": (VIRTUAL, _plain(v.text)),
+    "database": (VIRTUAL, _plain(v.text)),
+    "secret": (VIRTUAL, _plain(v.text)),
+    "scheduler": (VIRTUAL, _plain(v.scheduler)),
+    "persistent": (VIRTUAL, _plain(v.count)),
+    "netmask": (VIRTUAL, _netmask),
+    "schedflags": (VIRTUAL, _plain(v.schedflags)),
+    "protocol": (VIRTUAL, _plain(_protocol)),
+    "ops": (VIRTUAL, _plain(v.yes_no)),
+    "service": (VIRTUAL, _plain(_service)),
+    "httpmethod": (VIRTUAL, _plain(_httpmethod)),
+    "virtualhost": (VIRTUAL, _plain(v.host_name)),
+    "monitorfile": (VIRTUAL, _plain(v.text)),
+    "servicename": (VIRTUAL, _plain(v.text)),
+    "comment": (VIRTUAL, _plain(v.text)),
+    "load": (VIRTUAL, _plain(v.text)),
+}
+
+OBSOLETE = {
+    "connecttimeout": "connecttimeout is obsolete: use negotiatetimeout (and checktimeout)",
+    "timeout": "timeout is obsolete: use checktimeout and negotiatetimeout",
+}
+
+
+# --- grammar ---------------------------------------------------------------------------
+
+
+class _Parser:
+    def __init__(self, path: str) -> None:
+        self.draft = Draft(path)
+        self.section: Section | None = None
+        self.after_section_line = 0  # the unindented line that closed the last section
+
+    def error(self, line: int, message: str) -> None:
+        self.draft.errors.append(ConfigIssue(self.draft.path, line, message))
+
+    def warn(self, line: int, message: str) -> None:
+        self.draft.warnings.append(ConfigIssue(self.draft.path, line, message))
+
+    def feed(self, item: Statement | BadLine) -> None:
+        if isinstance(item, BadLine):
+            shown = f" {quote(item.text)}" if item.text else ""
+            self.error(item.line, f"{item.reason}{shown}")
+            return
+        if item.name in ("virtual", "virtual6"):
+            if item.indented:
+                self.error(item.line, f"{item.name}= starts a new section and must start in column 0: "
+                                      f"{quote(item.text)}")
+            self.open_section(item)
+            return
+        if item.indented:
+            if self.section is None:
+                self.orphan(item)
+            else:
+                self.section_statement(self.section, item)
+            return
+        if self.section is not None:
+            self.after_section_line = item.line
+        self.section = None
+        self.global_statement(item)
+
+    def orphan(self, item: Statement) -> None:
+        if self.after_section_line:
+            self.error(item.line, f"indented line {quote(item.text)} is not inside a virtual section: "
+                                  f"the section ended at the unindented line {self.after_section_line}")
+        else:
+            self.error(item.line, f"indented line {quote(item.text)} comes before any virtual= line")
+
+    def value_of(self, item: Statement, name: str) -> str | None:
+        if item.value is None:
+            self.error(item.line, f"{name} needs a value: {quote(item.text)}")
+            return None
+        return item.value
+
+    def parse_value(self, item: Statement, parse: Parse, v6: bool) -> Any:
+        value = self.value_of(item, item.name)
+        if value is None:
+            return None
+        try:
+            return parse(value, v6)
+        except v.Invalid as exc:
+            self.error(item.line, f"invalid {item.name} {quote(item.text)}: {exc}")
+            return None
+
+    def unknown(self, item: Statement, where: str) -> bool:
+        """Report obsolete/unknown directives; True if the statement was one."""
+        if item.name in OBSOLETE:
+            self.error(item.line, f"{OBSOLETE[item.name]}: {quote(item.text)}")
+            return True
+        if item.name not in DIRECTIVES:
+            hint = ""
+            if item.name.lower() in DIRECTIVES:
+                hint = f" (directives are lowercase: {item.name.lower()})"
+            self.error(item.line, f"unknown directive {item.name!r}{where}{hint}: {quote(item.text)}")
+            return True
+        return False
+
+    def global_statement(self, item: Statement) -> None:
+        if self.unknown(item, ""):
+            return
+        scope, parse = DIRECTIVES[item.name]
+        if scope == VIRTUAL:
+            self.error(item.line, f"{item.name}= belongs inside a virtual section (indent it under a "
+                                  f"virtual= line): {quote(item.text)}")
+            return
+        if item.name == "supervised" and item.value is None:
+            self.warn(item.line, "a bare `supervised` means supervised = yes; write it that way")
+            self.keep(self.draft.settings, item, True)
+            return
+        value = self.parse_value(item, parse, item.name == "fallback6")
+        if value is None:
+            return
+        if item.name == "execute":
+            self.draft.execute.append(Setting(value, item.line, item.text))
+            return
+        if item.name == "checkcount":
+            self.warn(item.line, "checkcount is deprecated: it only sets the number of ping attempts; "
+                                 "see failurecount")
+        self.keep(self.draft.settings, item, value)
+
+    def keep(self, where: dict[str, Setting], item: Statement, value: Any) -> None:
+        earlier = where.get(item.name)
+        if earlier is not None:
+            self.warn(item.line, f"{item.name} is set again (first on line {earlier.line}); "
+                                 "this later value wins")
+        where[item.name] = Setting(value, item.line, item.text)
+
+    def open_section(self, item: Statement) -> None:
+        v6 = item.name == "virtual6"
+        address = None
+        value = self.value_of(item, item.name)
+        if value is not None:
+            try:
+                address = virtual_address(value, v6=v6)
+            except v.Invalid as exc:
+                self.error(item.line, f"invalid {item.name} {quote(item.text)}: {exc}")
+        self.section = Section(item.line, item.text, v6, address)
+        self.draft.sections.append(self.section)
+
+    def section_statement(self, section: Section, item: Statement) -> None:
+        if self.unknown(item, " in a virtual section"):
+            return
+        scope, parse = DIRECTIVES[item.name]
+        if scope == GLOBAL:
+            self.error(item.line, f"{item.name} is a global directive: write it in column 0, outside "
+                                  f"any virtual section: {quote(item.text)}")
+            return
+        family_bound = {"real": False, "real6": True, "fallback": False, "fallback6": True}
+        if item.name in family_bound and family_bound[item.name] != section.v6:
+            right = item.name.removesuffix("6") + ("6" if section.v6 else "")
+            kind = "virtual6" if section.v6 else "virtual"
+            self.error(item.line, f"{item.name}= cannot be used in a {kind}= section (the address "
+                                  f"families differ): use {right}= : {quote(item.text)}")
+            return
+        value = self.parse_value(item, parse, section.v6)
+        if value is None:
+            return
+        if item.name in ("real", "real6"):
+            if value.double_colon:
+                self.warn(item.line, f"'::' before the port in {quote(item.text)} is read as ':'")
+            section.reals.append(Setting(value, item.line, item.text))
+            return
+        if item.name == "load":
+            self.warn(item.line, "load is an undocumented ldirectord directive; healthd ignores it")
+            return
+        if item.name == "checkcount":
+            self.warn(item.line, "checkcount is deprecated: it only sets the number of ping attempts; "
+                                 "see failurecount")
+        self.keep(section.settings, item, value)
+
+
+def virtual_address(value: str, *, v6: bool) -> VirtualAddress:
+    """`IP:port`, `host:port`, `N` (fwmark); for virtual6: `[v6]:port` or `N`."""
+    if re.fullmatch(r"\d+", value):
+        mark = int(value) if len(value) <= 10 else 0
+        if not 0 < mark < 2**32:
+            raise v.Invalid("a firewall mark is a number between 1 and 4294967295")
+        return VirtualAddress(None, None, mark)
+    hp = v.host_port(value, v6=v6, what="virtual")
+    if not hp.port:
+        raise v.Invalid(f"the virtual service has no port: write {value}:PORT (such as {value}:80), "
+                        "or a bare number for a firewall mark")
+    return VirtualAddress(hp.host, hp.port, None)
+
+
+def parse(data: bytes | str, path: str) -> Draft:
+    """Text or bytes of a whole file -> Draft (with errors and warnings, never an exception)."""
+    parser = _Parser(path)
+    for item in lex(split_lines(data)):
+        parser.feed(item)
+    return parser.draft

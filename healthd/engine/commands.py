@@ -1,0 +1,116 @@
+"""fallbackcommand: run `CMD start|stop VIP:PORT tcp|udp|fwm` when a virtual's fallback switches.
+
+No shell: the command line is split like a shell would split words, then run
+directly in its own process group, with stdin closed and at most OUTPUT_LIMIT
+bytes of output kept. A command that outlives its timeout gets SIGTERM, then
+SIGKILL. Runs of one virtual are serialised so that `start` and `stop` arrive
+in order; the event loop never waits on a child.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shlex
+import signal
+from dataclasses import dataclass
+
+from healthd.config.model import Virtual
+
+OUTPUT_LIMIT = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    argv: tuple[str, ...]
+    returncode: int | None  # None: could not start, or killed after the timeout
+    output: str  # first OUTPUT_LIMIT bytes of stdout+stderr, decoded leniently
+    error: str | None  # why it failed to start or finish, None when it ran to completion
+
+
+def fallback_argv(command: str, action: str, virtual: Virtual) -> list[str]:
+    """The argument vector for one run; raises ValueError on an unbalanced quote."""
+    if virtual.protocol == "fwm":
+        where = str(virtual.fwmark)
+    else:
+        host = f"[{virtual.address}]" if virtual.family == 6 else virtual.address
+        where = f"{host}:{virtual.port}"
+    return [*shlex.split(command), action, where, virtual.protocol]
+
+
+async def run_command(argv: list[str], limit: float, kill_grace: float = 2.0) -> CommandResult:
+    """Run one command to completion or timeout. Never raises for what the command does."""
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except (OSError, ValueError) as exc:
+        return CommandResult(tuple(argv), None, "", f"cannot run {argv[0]!r}: {exc}")
+    assert proc.stdout is not None
+    kept = bytearray()
+
+    async def drain() -> None:
+        assert proc.stdout is not None
+        while chunk := await proc.stdout.read(65536):
+            if len(kept) < OUTPUT_LIMIT:
+                kept.extend(chunk[: OUTPUT_LIMIT - len(kept)])
+
+    reader = asyncio.ensure_future(drain())
+    error: str | None = None
+    try:
+        await asyncio.wait_for(proc.wait(), limit)
+    except TimeoutError:
+        error = f"still running after {limit:g} s: terminated"
+        _signal_group(proc.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), kill_grace)
+        except TimeoutError:
+            _signal_group(proc.pid, signal.SIGKILL)
+            await proc.wait()
+    finally:
+        if proc.returncode is None:  # cancelled: never leave a child behind
+            _signal_group(proc.pid, signal.SIGKILL)
+    # Grandchildren may hold the pipe open: read what is there, never wait for them.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(reader), 0.5)
+    reader.cancel()
+    code = None if error else proc.returncode
+    return CommandResult(tuple(argv), code, kept.decode(errors="replace"), error)
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+class CommandQueue:
+    """Runs commands in order per key (a virtual), concurrently across keys, without blocking."""
+
+    def __init__(self, timeout: float = 30.0) -> None:
+        self.timeout = timeout
+        self._tails: dict[object, asyncio.Task[CommandResult]] = {}
+
+    def submit(self, key: object, argv: list[str]) -> asyncio.Task[CommandResult]:
+        previous = self._tails.get(key)
+
+        async def run() -> CommandResult:
+            if previous is not None:
+                with contextlib.suppress(BaseException):
+                    await previous
+            return await run_command(argv, self.timeout)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tails[key] = task
+        task.add_done_callback(lambda t: self._tails.pop(key, None) if self._tails.get(key) is t else None)
+        return task
+
+    async def drain(self, limit: float | None = None) -> None:
+        """Wait for every queued command (each is bounded by its own timeout)."""
+        tasks = list(self._tails.values())
+        if tasks:
+            await asyncio.wait(tasks, timeout=limit)

@@ -1,0 +1,1 @@
+"""Integration tests of the daemon: real sockets, real journald, real processes."""

@@ -1,0 +1,1 @@
+"""Unit tests of the daemon: notify protocol, logging, pidfile, command line."""

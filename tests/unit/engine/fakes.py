@@ -1,0 +1,104 @@
+"""Builders and fakes for engine tests: one-line configs, a scripted check runner, a recording table."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Any
+
+from healthd.checks.spec import CheckSpec, CheckType, Outcome
+from healthd.config.model import Config, Fallback, GlobalSettings, Real, Virtual
+from healthd.ipvs.model import Entry, ServiceKey, Table
+
+
+def spec(address: str = "10.0.0.2", port: int = 80, **kw: Any) -> CheckSpec:
+    base = CheckSpec(
+        type=CheckType.NEGOTIATE, service="http", protocol="tcp", family=4, address=address, port=port,
+        checkinterval=1.0, checktimeout=1.0, negotiatetimeout=1.0,
+    )
+    return replace(base, **kw)
+
+
+def real(address: str = "10.0.0.2", port: int = 80, forward: str = "masq", weight: int = 1,
+         check: CheckSpec | None = None, **kw: Any) -> Real:
+    return Real(address, port, forward, weight, check or spec(address, port), **kw)
+
+
+def virtual(address: str = "10.0.0.1", port: int = 80, reals: tuple[Real, ...] = (), **kw: Any) -> Virtual:
+    protocol = kw.pop("protocol", "tcp")
+    family = kw.pop("family", 6 if ":" in address else 4)
+    return Virtual(family=family, protocol=protocol, address=address, port=port, fwmark=None,
+                   reals=reals, **kw)
+
+
+def fwm_virtual(mark: int, reals: tuple[Real, ...] = (), **kw: Any) -> Virtual:
+    return Virtual(family=kw.pop("family", 4), protocol="fwm", address=None, port=0, fwmark=mark,
+                   reals=reals, **kw)
+
+
+def config(*virtuals: Virtual, **settings: Any) -> Config:
+    return Config(path="test.cf", settings=GlobalSettings(**settings), virtuals=tuple(virtuals))
+
+
+FALLBACK = Fallback("127.0.0.1", 80, "masq", 1)
+
+
+class ScriptedRunner:
+    """CheckRunner stand-in: verdict per address (settable any time), optional delay per address."""
+
+    def __init__(self, default: bool = True) -> None:
+        self.default = default
+        self.ok: dict[str, bool] = {}
+        self.delay: dict[str, float] = {}
+        self.runs: list[tuple[float, CheckSpec]] = []
+
+    async def run(self, spec: CheckSpec) -> Outcome:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        self.runs.append((start, spec))
+        delay = self.delay.get(spec.address, 0.0)
+        if delay:
+            try:
+                async with asyncio.timeout(spec.deadline):
+                    await asyncio.sleep(delay)
+            except TimeoutError:
+                return Outcome(False, "timed out", loop.time() - start)
+        ok = self.ok.get(spec.address, self.default)
+        return Outcome(ok, "ok" if ok else "refused", loop.time() - start)
+
+
+class FakeBackend:
+    def __init__(self, table: Table | None = None) -> None:
+        self.table: dict[ServiceKey, Entry] = dict(table or {})
+
+    async def dump(self) -> Table:
+        return dict(self.table)
+
+
+class RecordingReconciler:
+    """Keeps the last desired table (restricted to managed services) and every call."""
+
+    def __init__(self, table: Table | None = None, fail: Callable[[], bool] | None = None) -> None:
+        self.backend = FakeBackend(table)
+        self.calls: list[tuple[float, Table, frozenset[ServiceKey]]] = []
+        self.fail = fail
+
+    async def sync(self, desired: Table, managed: Any) -> None:
+        self.calls.append((asyncio.get_running_loop().time(), desired, frozenset(managed)))
+        if self.fail is not None and self.fail():
+            raise OSError("netlink said no")
+        table = self.backend.table
+        for key in managed:
+            if key in desired:
+                table[key] = desired[key]
+            else:
+                table.pop(key, None)
+
+    @property
+    def table(self) -> Mapping[ServiceKey, Entry]:
+        return self.backend.table
+
+    def weights(self, key: ServiceKey) -> dict[str, int]:
+        entry = self.backend.table.get(key)
+        return {} if entry is None else {f"{k.address}:{k.port}": d.weight for k, d in entry.dests.items()}

@@ -1,0 +1,160 @@
+"""The scheduler on a real event loop with short intervals: spread, fixed rate, deadlines, reload."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+from healthd.checks.spec import CheckSpec, CheckType, Outcome
+from healthd.engine.scheduler import Scheduler
+
+from .fakes import ScriptedRunner, spec
+
+
+class Collector:
+    def __init__(self) -> None:
+        self.verdicts: list[tuple[float, CheckSpec, Outcome]] = []
+
+    def __call__(self, s: CheckSpec, o: Outcome) -> None:
+        self.verdicts.append((asyncio.get_running_loop().time(), s, o))
+
+
+async def test_first_runs_spread_over_first_interval() -> None:
+    runner, got = ScriptedRunner(), Collector()
+    specs = [spec(f"10.0.0.{i}", checkinterval=0.4) for i in range(1, 21)]
+    sched = Scheduler(runner.run, got)
+    t0 = asyncio.get_running_loop().time()
+    sched.start(specs)
+    await asyncio.sleep(0.45)
+    await sched.stop()
+    firsts = {}
+    for t, s in runner.runs:
+        firsts.setdefault(s, t - t0)
+    assert len(firsts) == 20
+    starts = sorted(firsts.values())
+    assert starts[0] < 0.05 and 0.3 < starts[-1] < 0.45  # spread over the interval, not a burst
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert max(gaps) < 0.1
+
+
+async def test_fixed_rate_does_not_drift_with_slow_checks() -> None:
+    runner, got = ScriptedRunner(), Collector()
+    s = spec(checkinterval=0.1)
+    runner.delay[s.address] = 0.04
+    sched = Scheduler(runner.run, got)
+    sched.start([s])
+    t0 = asyncio.get_running_loop().time()
+    await asyncio.sleep(1.05)
+    await sched.stop()
+    starts = [t - t0 for t, _ in runner.runs]
+    assert len(starts) >= 9
+    for k, t in enumerate(starts):
+        # each run starts on its own slot of the grid; 40 ms per run would pile up to 400 ms of drift
+        assert abs(t - 0.1 * k) < 0.06, (k, t)
+
+
+async def test_run_in_flight_skips_ticks_instead_of_stacking() -> None:
+    runner, got = ScriptedRunner(), Collector()
+    s = spec(checkinterval=0.05, negotiatetimeout=2.0)
+    runner.delay[s.address] = 0.22
+    sched = Scheduler(runner.run, got)
+    sched.start([s])
+    await asyncio.sleep(0.8)
+    stats = sched.stats()
+    await sched.stop()
+    spans = [(t, t + 0.22) for t, _ in runner.runs]
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        assert start >= end - 0.01  # never two runs of one identity at once
+    assert stats.ticks_skipped > 0
+    assert 2 <= len(runner.runs) <= 5
+
+
+async def test_deadline_guard_cancels_a_check_that_ignores_its_deadline() -> None:
+    got = Collector()
+
+    async def stubborn(s: CheckSpec) -> Outcome:
+        await asyncio.sleep(30)  # a check that never enforces s.deadline
+        return Outcome(True, "late", 30)
+
+    s = spec(checkinterval=5.0, negotiatetimeout=0.1)
+    sched = Scheduler(stubborn, got)
+    sched.GRACE = 0.1
+    t0 = asyncio.get_running_loop().time()
+    sched.start([s])
+    await asyncio.sleep(0.6)
+    await sched.stop()
+    assert len(got.verdicts) == 1
+    t, _, outcome = got.verdicts[0]
+    assert not outcome.ok and "0.1 s" in outcome.detail
+    assert t - t0 < 0.5  # 0.1 deadline + 0.1 grace, generous margin
+    assert sched.stats().overruns == 1
+
+
+async def test_crashing_check_is_a_failure_and_the_schedule_goes_on() -> None:
+    got = Collector()
+    calls = 0
+
+    async def buggy(s: CheckSpec) -> Outcome:
+        nonlocal calls
+        calls += 1
+        raise ValueError("bug")
+
+    sched = Scheduler(buggy, got)
+    sched.start([spec(checkinterval=0.05)])
+    await asyncio.sleep(0.22)
+    await sched.stop()
+    assert calls >= 3 and len(got.verdicts) == calls
+    assert all(not o.ok and "ValueError: bug" in o.detail for _, _, o in got.verdicts)
+
+
+async def test_numeric_checktype_runs_connects_between_negotiates() -> None:
+    runner, got = ScriptedRunner(), Collector()
+    s = spec(checkinterval=0.03, connect_every=2)
+    sched = Scheduler(runner.run, got)
+    sched.start([s])
+    await asyncio.sleep(0.3)
+    await sched.stop()
+    types = [r.type for _, r in runner.runs][:7]
+    N, C = CheckType.NEGOTIATE, CheckType.CONNECT
+    assert types == [N, C, C, N, C, C, N]
+    assert all(r.connect_every == 0 for _, r in runner.runs if r.type is C)
+    assert {v[1] for v in got.verdicts} == {s}  # every verdict feeds the original identity
+
+
+async def test_on_and_off_are_never_scheduled() -> None:
+    runner, got = ScriptedRunner(), Collector()
+    sched = Scheduler(runner.run, got)
+    sched.start([spec(type=CheckType.ON, checkinterval=0.01), spec(type=CheckType.OFF, checkinterval=0.01)])
+    await asyncio.sleep(0.05)
+    await sched.stop()
+    assert len(sched) == 0 and runner.runs == []
+
+
+async def test_update_keeps_unchanged_stops_removed_starts_new() -> None:
+    runner, got = ScriptedRunner(), Collector()
+    keep, drop, new = (spec(a, checkinterval=0.2) for a in ("10.0.0.2", "10.0.0.3", "10.0.0.4"))
+    runner.delay[drop.address] = 0.15
+    sched = Scheduler(runner.run, got)
+    sched.start([keep, drop])
+    await asyncio.sleep(0.11)  # drop's first run (due at 0.1) is in flight now
+    due_before = sched.next_due(keep)
+    t_update = asyncio.get_running_loop().time()
+    assert sched.update([keep, new], spread=0.05) == (1, 1)
+    assert sched.next_due(keep) == due_before  # its grid is untouched
+    await asyncio.sleep(0.3)
+    await sched.stop()
+    assert drop not in {s for _, s, _ in got.verdicts}  # the in-flight verdict was dropped
+    assert all(t < t_update for t, s in runner.runs if s == drop)
+    new_runs = [t for t, s in runner.runs if s == new]
+    assert new_runs and new_runs[0] - t_update < 0.05
+
+
+async def test_lateness_is_recorded_per_run() -> None:
+    runner, got = ScriptedRunner(), Collector()
+    sched = Scheduler(runner.run, got)
+    sched.start([spec(f"10.0.1.{i}", checkinterval=0.05) for i in range(10)])
+    await asyncio.sleep(0.2)
+    await sched.stop()
+    stats = sched.stats()
+    assert stats.lateness_samples == stats.runs_started > 0
+    assert 0 <= stats.lateness_median <= stats.lateness_p99 <= stats.lateness_max < 0.2
