@@ -1,4 +1,9 @@
-"""Fixtures of the seed lab experiments: a lab torn down after each test, and the experiment reports."""
+"""Fixtures of the seed lab experiments: the NAT and DR labs, built once per session, and the reports.
+
+Building a lab costs seconds in the VM (its CPU is emulated), so each lab is
+built once and every test gets it back in its initial state: every ok.html
+saying ok, an empty IPVS table, no firewall rules on the director.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +12,52 @@ from pathlib import Path
 
 import pytest
 
-from tests.kernel.seed.topology import Lab
+from tests.kernel.seed.topology import Lab, SeedLab, build_dr, build_nat
 
 # Each experiment's short report (requests per real, seconds to remove and restore),
 # printed again at the end of the session so that `pytest -q` without -s shows them too.
 REPORTS: list[str] = []
 
 
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Lab]:
-    lab = Lab(tmp_path)
+@pytest.fixture(scope="session")
+def nat_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeedLab]:
+    lab = Lab(tmp_path_factory.mktemp("nat-lab"))
     try:
-        yield lab
+        yield build_nat(lab)
     finally:
         lab.close()
+
+
+@pytest.fixture(scope="session")
+def dr_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeedLab]:
+    """Two clients, the director, real1-real3 (real3 for the reload step) and the fallback "sorry" server."""
+    lab = Lab(tmp_path_factory.mktemp("dr-lab"))
+    try:
+        yield build_dr(lab, ("real1", "real2", "real3"), clients=2, ports=(80, 443), sorry=True)
+    finally:
+        lab.close()
+
+
+def _reset(seed: SeedLab) -> None:
+    for site in seed.sites.values():
+        site.restore_check()
+    if Path("/proc/net/ip_vs").exists():  # absent on a host without IPVS, where only the wiring tests run
+        seed.director.run("ipvsadm", "-C")
+    seed.director.run("nft", "flush", "ruleset")
+
+
+@pytest.fixture
+def nat(nat_lab: SeedLab) -> Iterator[SeedLab]:
+    _reset(nat_lab)
+    yield nat_lab
+    _reset(nat_lab)
+
+
+@pytest.fixture
+def dr(dr_lab: SeedLab) -> Iterator[SeedLab]:
+    _reset(dr_lab)
+    yield dr_lab
+    _reset(dr_lab)
 
 
 @pytest.fixture

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from tests.kernel.seed.director import Healthd, dests_of, format_table
 from tests.kernel.seed.seedconf import seed_config
-from tests.kernel.seed.topology import DR_REALS, DR_VIP, Lab, alternates, build_dr, fetch, tally
+from tests.kernel.seed.topology import DR_REALS, DR_VIP, SeedLab, alternates, fetch, tally
 
 pytestmark = [pytest.mark.kernel, pytest.mark.root]
 
@@ -22,9 +23,11 @@ SEED_ADDRESSES = {
 }
 
 
-def test_dr_wrr_alternates_between_the_two_sites(lab: Lab, report: Callable[..., None]) -> None:
-    seed = build_dr(lab)
-    config = lab.workdir / "ldirectord.cf"
+def test_dr_wrr_alternates_between_the_two_sites(
+    dr: SeedLab, tmp_path: Path, report: Callable[..., None]
+) -> None:
+    seed = dr
+    config = tmp_path / "seed-dr.cf"
     config.write_text(seed_config("seed-dr.cf", SEED_ADDRESSES))
     with Healthd(seed.director, config) as healthd:
         table = healthd.wait_table(lambda t: len(dests_of(t, SERVICE)) == 2, 90, "DR service with both reals")

@@ -12,12 +12,13 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from tests.kernel.seed.director import Healthd, dests_of, format_table
 from tests.kernel.seed.seedconf import seed_config
-from tests.kernel.seed.topology import DR_REALS, DR_VIP, Lab, build_dr, fetch_urls, tally
+from tests.kernel.seed.topology import DR_REALS, DR_VIP, SeedLab, fetch_urls, tally
 
 pytestmark = [pytest.mark.kernel, pytest.mark.root]
 
@@ -40,11 +41,13 @@ table ip mangle {{
 
 
 def test_fwmark_99_keeps_each_client_on_one_real_across_both_ports(
-    lab: Lab, report: Callable[..., None]
+    dr: SeedLab, tmp_path: Path, report: Callable[..., None]
 ) -> None:
-    seed = build_dr(lab, clients=2, ports=(80, 443))
-    seed.director.run("nft", "-f", str(_write(lab.workdir / "mark.nft", MARK_RULES)))
-    config = lab.workdir / "ldirectord.cf"
+    seed = dr
+    rules = tmp_path / "mark.nft"
+    rules.write_text(MARK_RULES)
+    seed.director.run("nft", "-f", str(rules))
+    config = tmp_path / "seed-fwmark-persistent.cf"
     # The seed's mangle lines sit in the file's comments; they move with the VIP too.
     config.write_text(seed_config("seed-fwmark-persistent.cf", SEED_ADDRESSES))
     with Healthd(seed.director, config) as healthd:
@@ -72,8 +75,3 @@ def test_fwmark_99_keeps_each_client_on_one_real_across_both_ports(
         f"healthd start to both reals in the table: {ready:.1f} s",
         *format_table(table),
     )
-
-
-def _write(path, text: str):  # type: ignore[no-untyped-def]
-    path.write_text(text)
-    return path

@@ -20,10 +20,8 @@ from tests.kernel.seed.topology import (
     DR_REALS,
     DR_SORRY,
     DR_VIP,
-    Lab,
     SeedLab,
     alternates,
-    build_dr,
     fetch,
     tally,
     wait_for,
@@ -44,12 +42,12 @@ DEADLINE = CHECKINTERVAL + CHECKTIMEOUT + 8
 RIP1, RIP2, RIP3 = DR_REALS["real1"], DR_REALS["real2"], DR_REALS["real3"]
 
 
-def healthcheck_config(lab: Lab, **globals_: str) -> Path:
+def healthcheck_config(folder: Path, **globals_: str) -> Path:
     """seed-healthcheck.cf on the lab's addresses; autoreload off so that only SIGHUP reloads."""
     text = set_global(seed_config("seed-healthcheck.cf", SEED_ADDRESSES), "autoreload", "no")
     for directive, value in globals_.items():
         text = set_global(text, directive, value)
-    path = lab.workdir / "ldirectord.cf"
+    path = folder / "seed-healthcheck.cf"
     path.write_text(text)
     return path
 
@@ -73,9 +71,11 @@ def timed(healthd: Healthd, predicate, what: str) -> tuple[float, Table]:  # typ
     return time.monotonic() - start, table
 
 
-def test_broken_real_leaves_the_table_and_returns(lab: Lab, report: Callable[..., None]) -> None:
-    seed = build_dr(lab)
-    with Healthd(seed.director, healthcheck_config(lab)) as healthd:
+def test_broken_real_leaves_the_table_and_returns(
+    dr: SeedLab, tmp_path: Path, report: Callable[..., None]
+) -> None:
+    seed = dr
+    with Healthd(seed.director, healthcheck_config(tmp_path)) as healthd:
         ready = start_with_both_reals(seed, healthd)
         seed.sites["real1"].break_check()
         removed, table = timed(healthd, lambda t: weights(t) == {RIP2: 2}, "real1 removed")
@@ -96,9 +96,11 @@ def test_broken_real_leaves_the_table_and_returns(lab: Lab, report: Callable[...
     )
 
 
-def test_quiescent_yes_keeps_a_broken_real_at_weight_zero(lab: Lab, report: Callable[..., None]) -> None:
-    seed = build_dr(lab)
-    with Healthd(seed.director, healthcheck_config(lab, quiescent="yes")) as healthd:
+def test_quiescent_yes_keeps_a_broken_real_at_weight_zero(
+    dr: SeedLab, tmp_path: Path, report: Callable[..., None]
+) -> None:
+    seed = dr
+    with Healthd(seed.director, healthcheck_config(tmp_path, quiescent="yes")) as healthd:
         ready = start_with_both_reals(seed, healthd)
         seed.sites["real1"].break_check()
         quiesced, table = timed(healthd, lambda t: weights(t) == {RIP1: 0, RIP2: 2}, "real1 at weight 0")
@@ -120,9 +122,11 @@ def test_quiescent_yes_keeps_a_broken_real_at_weight_zero(lab: Lab, report: Call
     )
 
 
-def test_fallback_server_answers_when_every_real_is_down(lab: Lab, report: Callable[..., None]) -> None:
-    seed = build_dr(lab, sorry=True)
-    config = healthcheck_config(lab, fallback=f"{DR_SORRY}:80 gate")
+def test_fallback_server_answers_when_every_real_is_down(
+    dr: SeedLab, tmp_path: Path, report: Callable[..., None]
+) -> None:
+    seed = dr
+    config = healthcheck_config(tmp_path, fallback=f"{DR_SORRY}:80 gate")
     with Healthd(seed.director, config) as healthd:
         start_with_both_reals(seed, healthd)
         seed.sites["real1"].break_check()
@@ -145,10 +149,10 @@ def test_fallback_server_answers_when_every_real_is_down(lab: Lab, report: Calla
 
 
 def test_sighup_adds_a_third_real_after_its_first_passing_check(
-    lab: Lab, report: Callable[..., None]
+    dr: SeedLab, tmp_path: Path, report: Callable[..., None]
 ) -> None:
-    seed = build_dr(lab, ("real1", "real2", "real3"))
-    config = healthcheck_config(lab)
+    seed = dr
+    config = healthcheck_config(tmp_path)
     with Healthd(seed.director, config) as healthd:
         start_with_both_reals(seed, healthd)
         real3 = seed.sites["real3"]

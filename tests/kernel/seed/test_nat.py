@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from tests.kernel.seed.director import Healthd, dests_of, format_table
 from tests.kernel.seed.seedconf import seed_config
-from tests.kernel.seed.topology import NAT_REALS, NAT_VIP, Lab, alternates, build_nat, fetch, tally
+from tests.kernel.seed.topology import NAT_REALS, NAT_VIP, SeedLab, alternates, fetch, tally
 
 pytestmark = [pytest.mark.kernel, pytest.mark.root]
 
@@ -17,9 +18,11 @@ REQUESTS = 8
 SERVICE = f"TCP {NAT_VIP}:80 wrr"
 
 
-def test_nat_wrr_alternates_between_the_two_sites(lab: Lab, report: Callable[..., None]) -> None:
-    seed = build_nat(lab)
-    config = lab.workdir / "ldirectord.cf"
+def test_nat_wrr_alternates_between_the_two_sites(
+    nat: SeedLab, tmp_path: Path, report: Callable[..., None]
+) -> None:
+    seed = nat
+    config = tmp_path / "seed-nat.cf"
     config.write_text(
         seed_config(
             "seed-nat.cf",
