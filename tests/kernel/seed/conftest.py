@@ -8,7 +8,6 @@ saying ok, an empty IPVS table, no firewall rules on the director.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
@@ -38,26 +37,18 @@ def dr_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeedLab]:
         lab.close()
 
 
-def _reset(seed: SeedLab) -> None:
-    for site in seed.sites.values():
-        site.restore_check()
-    if Path("/proc/net/ip_vs").exists():  # absent on a host without IPVS, where only the wiring tests run
-        seed.director.run("ipvsadm", "-C")
-    seed.director.run("nft", "flush", "ruleset")
-
-
 @pytest.fixture
 def nat(nat_lab: SeedLab) -> Iterator[SeedLab]:
-    _reset(nat_lab)
+    nat_lab.reset()
     yield nat_lab
-    _reset(nat_lab)
+    nat_lab.reset()
 
 
 @pytest.fixture
 def dr(dr_lab: SeedLab) -> Iterator[SeedLab]:
-    _reset(dr_lab)
+    dr_lab.reset()
     yield dr_lab
-    _reset(dr_lab)
+    dr_lab.reset()
 
 
 @pytest.fixture

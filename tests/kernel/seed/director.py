@@ -8,6 +8,7 @@ assert is what `ipvsadm -Ln` prints there, the operator's view of the table.
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -91,6 +92,19 @@ class Healthd:
         """SIGHUP, as `systemctl reload healthd` sends it."""
         assert self.process is not None
         self.process.send_signal(signal.SIGHUP)
+
+    def reloads(self) -> int:
+        """How many reloads healthd has logged as done ("reloaded FILE: ...")."""
+        return len(re.findall(r"(?m)\breloaded \S", self.log.read_text(errors="replace")))
+
+    def reload_and_wait(self, timeout: float = 60) -> None:
+        """SIGHUP, then wait until healthd logs that the reload is done."""
+        before = self.reloads()
+        self.reload()
+        if not wait_for(lambda: self.reloads() > before, timeout):
+            raise AssertionError(
+                f"healthd did not log a finished reload within {timeout:.0f} s:\n{self.log_tail()}"
+            )
 
     def log_tail(self, lines: int = 30) -> str:
         try:

@@ -110,7 +110,7 @@ error_log {base}.errors warn;
 events {{ worker_connections 256; }}
 http {{
     types {{ text/html html; }}
-    log_format seed '$request_method $uri $status';
+    log_format seed '$remote_addr $request_method $uri $status';
     access_log {base}.requests seed;
     client_body_temp_path {base}.tmp;
     proxy_temp_path {base}.tmp;
@@ -156,11 +156,15 @@ class Website:
         )  # fmt: skip
 
     def requests(self) -> list[str]:
-        """Every request served so far, as "GET /ok.html 200"."""
+        """Every request served so far, as "10.99.3.117 GET /ok.html 200"."""
         try:
             return self.request_log.read_text().splitlines()
         except FileNotFoundError:
             return []
+
+    def checks_from(self, address: str) -> list[str]:
+        """The requests for ok.html that came from `address` (the director: healthd's checks)."""
+        return [line for line in self.requests() if line.startswith(f"{address} ") and " /ok.html " in line]
 
     def wait_ready(self, timeout: float = 30) -> None:
         """nginx writes its pid file once its sockets listen."""
@@ -276,6 +280,14 @@ class SeedLab:
     @property
     def client(self) -> Host:
         return self.clients[0]
+
+    def reset(self) -> None:
+        """Back to the lab as built: every ok.html says ok, no IPVS service, no firewall rule."""
+        for site in self.sites.values():
+            site.restore_check()
+        if Path("/proc/net/ip_vs").exists():  # absent on a host without IPVS, where only wiring tests run
+            self.director.run("ipvsadm", "-C")
+        self.director.run("nft", "flush", "ruleset")
 
 
 def build_nat(lab: Lab) -> SeedLab:
