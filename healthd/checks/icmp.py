@@ -54,6 +54,30 @@ def parse_reply(family: int, packet: bytes) -> tuple[int, int] | None:
     return ident, seq
 
 
+_SOL_RAW = 255  # Linux: the level of ICMP_FILTER
+_ICMP_FILTER = 1
+_ICMP6_FILTER = 1
+_RECEIVE_BUFFER = 4 * 1024 * 1024  # a burst of thousands of replies must not be dropped
+
+
+def _only_echo_replies(sock: socket.socket, family: int) -> None:
+    """Ask the kernel to queue echo replies only (a raw socket sees all ICMP, requests included)."""
+    if family == 4:
+        # a bit set blocks that ICMP type
+        sock.setsockopt(_SOL_RAW, _ICMP_FILTER, struct.pack("I", 0xFFFFFFFF & ~(1 << _ECHO_REPLY[4])))
+    else:
+        words = [0xFFFFFFFF] * 8
+        words[_ECHO_REPLY[6] >> 5] &= ~(1 << (_ECHO_REPLY[6] & 31))
+        sock.setsockopt(socket.IPPROTO_ICMPV6, _ICMP6_FILTER, struct.pack("8I", *words))
+
+
+def _large_receive_buffer(sock: socket.socket) -> None:
+    try:  # root may exceed net.core.rmem_max
+        sock.setsockopt(socket.SOL_SOCKET, 33, _RECEIVE_BUFFER)  # SO_RCVBUFFORCE
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RECEIVE_BUFFER)
+
+
 class Pinger:
     """Sends echo requests and resolves the waiter of each matching reply."""
 
@@ -72,6 +96,8 @@ class Pinger:
             else:
                 sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
             sock.setblocking(False)
+            _only_echo_replies(sock, family)
+            _large_receive_buffer(sock)
             self._loop = asyncio.get_running_loop()
             self._loop.add_reader(sock.fileno(), self._on_readable, family, sock)
             self._socks[family] = sock
@@ -101,7 +127,7 @@ class Pinger:
 
     def _on_readable(self, family: int, sock: socket.socket) -> None:
         af = socket.AF_INET6 if family == 6 else socket.AF_INET
-        for _ in range(256):  # bounded per wake-up so a flood cannot starve the loop
+        for _ in range(1024):  # bounded per wake-up so a flood cannot starve the loop
             try:
                 packet, peer = sock.recvfrom(2048)
             except (BlockingIOError, InterruptedError):

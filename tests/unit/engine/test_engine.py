@@ -22,7 +22,7 @@ def r(addr: str, weight: int = 1, **kw) -> object:  # type: ignore[no-untyped-de
     return real(addr, weight=weight, check=spec(addr, checkinterval=IV, **kw))
 
 
-async def until(cond, within: float = 3.0) -> None:  # type: ignore[no-untyped-def]
+async def until(cond, within: float = 10.0) -> None:  # type: ignore[no-untyped-def]
     deadline = asyncio.get_running_loop().time() + within
     while not cond():
         assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
@@ -47,7 +47,7 @@ async def test_start_adopts_kernel_then_follows_verdicts() -> None:
     assert rec.calls[0][1][KEY].dests.keys() == {DestKey("10.0.0.2", 80)}
     assert rec.weights(KEY) == {"10.0.0.2:80": 9}
     assert not eng.first_round.is_set()
-    await asyncio.wait_for(eng.first_round.wait(), 2)
+    await asyncio.wait_for(eng.first_round.wait(), 10)
     assert rec.weights(KEY) == {"10.0.0.2:80": 5}
     await eng.stop(cleanstop=False)
 
@@ -59,7 +59,7 @@ async def test_never_checked_real_gets_no_traffic_until_it_passes() -> None:
     eng = Engine(config(virtual(reals=(r("10.0.0.2"), r("10.0.0.3")))), runner, rec)
     await eng.start()
     assert rec.weights(KEY) == {}
-    await asyncio.wait_for(eng.first_round.wait(), 2)
+    await asyncio.wait_for(eng.first_round.wait(), 10)
     assert rec.weights(KEY) == {"10.0.0.2:80": 1, "10.0.0.3:80": 1}
     # at no point was 10.0.0.3 in a synced table before its first verdict
     first_ok = next(t for t, s in runner.runs if s.address == "10.0.0.3") + 0.08
@@ -75,23 +75,24 @@ async def test_changes_are_coalesced_and_events_name_every_virtual() -> None:
     v1 = virtual("10.0.0.1", reals=(real("10.0.0.2", check=shared), *reals))
     v2 = virtual("10.0.0.9", reals=(real("10.0.0.2", check=shared, weight=7),))
     rec, runner, seen = RecordingReconciler(), ScriptedRunner(), Events()
-    eng = Engine(config(v1, v2), runner, rec, on_event=seen.append, coalesce=0.03)
+    eng = Engine(config(v1, v2), runner, rec, on_event=seen.append, coalesce=0.25)
     await eng.start()
-    await asyncio.wait_for(eng.first_round.wait(), 2)
+    await asyncio.wait_for(eng.first_round.wait(), 10)
     assert len(rec.weights(KEY)) == 11 and rec.weights(KEY2) == {"10.0.0.2:80": 7}
     # the shared check runs once per interval, not once per virtual
+    t_window = asyncio.get_running_loop().time()
     await asyncio.sleep(3 * IV)
-    shared_runs = [t for t, s in runner.runs if s == shared]
-    assert len(shared_runs) <= 5
+    shared_runs = [t for t, s in runner.runs if s == shared and t >= t_window]
+    assert 1 <= len(shared_runs) <= 4  # ~3; twice that if each virtual ran its own
     changed = seen.of(events.RealChanged)
     assert {(e.virtual.label, e.new) for e in changed if e.real.address == "10.0.0.2"} == {
         ("10.0.0.1:80", State.UP), ("10.0.0.9:80", State.UP)}
-    # now every real fails at once: one or two syncs, not eleven
+    # now every real fails within one interval (0.1 s < coalesce): one or two syncs, not eleven
     calls_before = len(rec.calls)
     for i in range(2, 13):
         runner.ok[f"10.0.0.{i}"] = False
     await until(lambda: rec.weights(KEY) == {} and rec.weights(KEY2) == {})
-    assert len(rec.calls) - calls_before <= 3
+    assert len(rec.calls) - calls_before <= 2
     await eng.stop(cleanstop=False)
 
 
@@ -99,7 +100,7 @@ async def test_failurecount_needs_consecutive_failures() -> None:
     rec, runner = RecordingReconciler(), ScriptedRunner()
     eng = Engine(config(virtual(reals=(r("10.0.0.2", failurecount=3),))), runner, rec)
     await eng.start()
-    await asyncio.wait_for(eng.first_round.wait(), 2)
+    await asyncio.wait_for(eng.first_round.wait(), 10)
     runner.ok["10.0.0.2"] = False
     t0 = asyncio.get_running_loop().time()
     await until(lambda: rec.weights(KEY) == {})
@@ -138,7 +139,7 @@ async def test_stop_runs_fallbackcommand_stop_and_cleanstop_removes(tmp_path: Pa
     v = virtual(reals=(r("10.0.0.2"),), fallbackcommand=cmd)
     eng = Engine(config(v, keep), runner, rec)
     await eng.start()
-    await asyncio.wait_for(eng.first_round.wait(), 2)
+    await asyncio.wait_for(eng.first_round.wait(), 10)
     await until(lambda: log.exists())
     await eng.stop()  # per-virtual cleanstop
     assert KEY not in rec.table and KEY2 in rec.table
@@ -150,7 +151,7 @@ async def test_no_fallbackcommand_when_reals_are_up_at_start(tmp_path: Path) -> 
     rec, runner = RecordingReconciler(), ScriptedRunner()
     eng = Engine(config(virtual(reals=(r("10.0.0.2"), r("10.0.0.3")), fallbackcommand=cmd)), runner, rec)
     await eng.start()
-    await asyncio.wait_for(eng.first_round.wait(), 2)
+    await asyncio.wait_for(eng.first_round.wait(), 10)
     await asyncio.sleep(0.1)
     await eng.stop(cleanstop=True)
     assert not log.exists()
@@ -164,7 +165,7 @@ async def test_reload_keeps_state_adds_and_removes() -> None:
     old = config(virtual(reals=(a, b)), virtual("10.0.0.9", reals=(b,)))
     eng = Engine(old, runner, rec, on_event=seen.append)
     await eng.start()
-    await asyncio.wait_for(eng.first_round.wait(), 2)
+    await asyncio.wait_for(eng.first_round.wait(), 10)
     before = len(seen.of(events.RealChanged))
     await eng.reload(config(virtual(reals=(a, c))))
     await eng.flush()
@@ -184,7 +185,7 @@ async def test_maintenance_file_takes_real_out_and_back(tmp_path: Path) -> None:
     eng = Engine(cfg, runner, rec, on_event=seen.append, maintenance_period=0.05,
                  resolver=lambda a: {"10.0.0.3": "web3.example.org"}.get(a))
     await eng.start()
-    await asyncio.wait_for(eng.first_round.wait(), 2)
+    await asyncio.wait_for(eng.first_round.wait(), 10)
     assert rec.weights(KEY) == {"10.0.0.2:80": 1, "10.0.0.3:80": 1}
     (tmp_path / "web3").touch()
     await until(lambda: rec.weights(KEY) == {"10.0.0.2:80": 1})
@@ -213,7 +214,7 @@ async def test_snapshot_reports_weight_state_and_last_result() -> None:
     runner.ok["10.0.0.3"] = False
     eng = Engine(config(virtual(reals=(r("10.0.0.2", 4), r("10.0.0.3")), quiescent=True)), runner, rec)
     await eng.start()
-    await asyncio.wait_for(eng.first_round.wait(), 2)
+    await asyncio.wait_for(eng.first_round.wait(), 10)
     snap = eng.snapshot()
     assert snap.first_round_done and snap.last_sync_error is None
     (vs,) = snap.virtuals
@@ -235,3 +236,18 @@ async def test_start_raises_when_the_table_cannot_be_applied() -> None:
         assert "netlink said no" in str(exc)
     else:
         raise AssertionError("start() should fail")
+
+
+async def test_drift_is_repaired_periodically() -> None:
+    rec, runner = RecordingReconciler(), ScriptedRunner()
+    resyncs = 0
+
+    async def resync() -> None:
+        nonlocal resyncs
+        resyncs += 1
+
+    rec.resync = resync  # type: ignore[attr-defined]
+    eng = Engine(config(virtual(reals=(r("10.0.0.2"),))), runner, rec, resync_interval=0.05)
+    await eng.start()
+    await until(lambda: resyncs >= 2)
+    await eng.stop(cleanstop=False)

@@ -1,0 +1,123 @@
+"""Real servers on loopback for the check tests: well-behaved ones and hostile ones.
+
+Each server is an asyncio server on 127.0.0.1 (or ::1) and a port the kernel picks;
+`behaviour` decides what happens after the request head has arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+import struct
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+Behaviour = Callable[[asyncio.StreamReader, asyncio.StreamWriter, bytes], Awaitable[None]]
+
+
+@dataclass
+class Server:
+    host: str
+    port: int
+    heads: list[bytes] = field(default_factory=list)  # request heads received, in order
+    sni: list[str | None] = field(default_factory=list)  # TLS server names seen
+    connections: int = 0
+
+
+async def _read_head(reader: asyncio.StreamReader) -> bytes:
+    with contextlib.suppress(asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+        return await reader.readuntil(b"\r\n\r\n")
+    return b""
+
+
+@contextlib.asynccontextmanager
+async def serve(behaviour: Behaviour, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None,
+                read_head: bool = True) -> AsyncIterator[Server]:
+    """A server running `behaviour` for every connection, until the block ends."""
+    server_info = Server(host, 0)
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        tasks.add(task)
+        server_info.connections += 1
+        try:
+            head = await _read_head(reader) if read_head else b""
+            if head:
+                server_info.heads.append(head)
+            await behaviour(reader, writer, head)
+        except (ConnectionError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+            tasks.discard(task)
+
+    if tls is not None:
+        def on_sni(sslobj: ssl.SSLObject, name: str | None, ctx: ssl.SSLContext) -> None:
+            server_info.sni.append(name)
+        tls.sni_callback = on_sni  # type: ignore[assignment]
+    server = await asyncio.start_server(handle, host, 0, ssl=tls)
+    server_info.port = server.sockets[0].getsockname()[1]
+    try:
+        yield server_info
+    finally:
+        server.close()
+        for task in list(tasks):
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await server.wait_closed()
+
+
+def reply(raw: bytes) -> Behaviour:
+    """Answer with `raw`, then close."""
+    async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes) -> None:
+        writer.write(raw)
+        await writer.drain()
+    return behaviour
+
+
+def ok(body: bytes = b"all good\n", status: str = "200 OK", headers: str = "") -> Behaviour:
+    return reply(f"HTTP/1.1 {status}\r\nContent-Length: {len(body)}\r\n{headers}Connection: close\r\n\r\n"
+                 .encode() + body)
+
+
+async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes) -> None:
+    """Accept and never answer."""
+    await asyncio.sleep(3600)
+
+
+def drip(prefix: bytes, piece: bytes = b"x", every: float = 0.05) -> Behaviour:
+    """Send `prefix`, then `piece` every `every` seconds, forever."""
+    async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes) -> None:
+        writer.write(prefix)
+        while True:
+            await asyncio.sleep(every)
+            writer.write(piece)
+            await writer.drain()
+    return behaviour
+
+
+async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes) -> None:
+    """A 200 with a body that never ends, sent as fast as the client reads it."""
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n")
+    block = b"endless body, no match here\n" * 2048
+    while True:
+        writer.write(block)
+        await writer.drain()
+
+
+async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes) -> None:
+    """Something that is not HTTP, then silence (the connection stays open)."""
+    writer.write(b"\x00\xff\x13garbage, not HTTP at all\r\n\r\n")
+    await writer.drain()
+    await asyncio.sleep(3600)
+
+
+async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes) -> None:
+    """Close with an RST instead of answering."""
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
