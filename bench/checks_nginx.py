@@ -36,7 +36,18 @@ http {{
 {listens}
         location / {{ return 200 "healthd bench: ok\\n"; }}
     }}
-}}
+{tls_server}}}
+"""
+
+_TLS_SERVER = """\
+    server {{
+{listens}
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_session_cache off;
+        ssl_session_tickets off;
+        location / {{ return 200 "healthd bench: ok\\n"; }}
+    }}
 """
 
 
@@ -58,13 +69,24 @@ def loopback_addresses(count: int, first_octet: int = 77) -> list[str]:
 
 
 @contextlib.contextmanager
-def nginx(addresses: list[str], port: int, workers: int = 1) -> Iterator[None]:
-    """nginx answering `GET /` with 200 on every address:port until the block ends."""
+def nginx(addresses: list[str], port: int, workers: int = 1,
+          tls: tuple[bytes, bytes] | None = None) -> Iterator[None]:
+    """nginx answering `GET /` with 200 on every address:port until the block ends.
+
+    With `tls` (PEM certificate chain, PEM key), HTTPS is served on port + 1 as well.
+    """
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     with tempfile.TemporaryDirectory(prefix="healthd-bench-nginx-") as root:
         listens = "\n".join(f"        listen {a}:{port} backlog=4096;" for a in addresses)
+        tls_server = ""
+        if tls is not None:
+            Path(root, "cert.pem").write_bytes(tls[0])
+            Path(root, "key.pem").write_bytes(tls[1])
+            tls_server = _TLS_SERVER.format(
+                listens="\n".join(f"        listen {a}:{port + 1} ssl backlog=4096;" for a in addresses),
+                cert=f"{root}/cert.pem", key=f"{root}/key.pem")
         conf = Path(root, "nginx.conf")
-        conf.write_text(_CONF.format(root=root, listens=listens, workers=workers))
+        conf.write_text(_CONF.format(root=root, listens=listens, workers=workers, tls_server=tls_server))
         proc = subprocess.Popen([binary, "-c", str(conf), "-e", f"{root}/error.log"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:

@@ -29,7 +29,9 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import string
 import struct
+from urllib.parse import quote
 
 from healthd import __version__
 from healthd.checks.context import CheckContext
@@ -65,8 +67,12 @@ def request_target(spec: CheckSpec) -> tuple[str, str]:
 
 
 def build_request(spec: CheckSpec) -> bytes:
-    """The bytes sent to the real server."""
+    """The bytes sent to the real server; ValueError if `request` or the host would break the request."""
     target, host = request_target(spec)
+    if any(c in target or c in host for c in "\r\n"):
+        raise ValueError("request or virtualhost contains a line break")
+    # a request-target is ASCII: spaces and non-ASCII characters are percent-encoded (UTF-8)
+    target = quote(target, safe=string.punctuation)
     method = spec.httpmethod.upper() or "GET"
     return (
         f"{method} {target} HTTP/1.1\r\n"
@@ -77,68 +83,27 @@ def build_request(spec: CheckSpec) -> bytes:
     ).encode("latin-1", "replace")
 
 
-class _Probe(asyncio.Protocol):
-    """Sends the request, feeds the reply to the parser, resolves `verdict` once a decision is possible."""
+class _Exchange:
+    """One check's connection, driven straight from the event loop's readiness callbacks.
 
-    __slots__ = ("decide_on_status", "parser", "request", "transport", "verdict")
+    No transport, stream or task per check: a non-blocking socket, a reader callback
+    that feeds the parser and resolves `verdict`, and a writer callback only while
+    something could not be sent at once. The request is sent right after connect()
+    when the handshake has already completed (always on loopback, often on a LAN),
+    which saves a trip through the event loop and two epoll_ctl calls.
 
-    def __init__(self, request: bytes, parser: ResponseParser, decide_on_status: bool,
-                 verdict: asyncio.Future[str | None]) -> None:
-        self.request = request
-        self.parser = parser
-        self.decide_on_status = decide_on_status
-        self.verdict = verdict
-        self.transport: asyncio.BaseTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
-        transport.write(self.request)  # type: ignore[attr-defined]
-
-    def data_received(self, data: bytes) -> None:
-        parser = self.parser
-        state = parser.feed(data)
-        if state is State.BODY:
-            if not self.decide_on_status and 200 <= parser.status < 300:
-                return
-        elif state is State.HEAD:
-            return
-        self._settle(None)
-
-    def eof_received(self) -> bool:
-        self.parser.feed_eof()
-        self._settle(None)
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.verdict.done():
-            return  # our own abort() after the verdict
-        if exc is not None:
-            self._settle(_describe(exc))
-        else:
-            self.parser.feed_eof()
-            self._settle(None)
-
-    def _settle(self, failure: str | None) -> None:
-        if not self.verdict.done():
-            self.verdict.set_result(failure)
-
-
-class _PlainExchange:
-    """Plain-HTTP check driven straight from the event loop's readiness callbacks.
-
-    No transport, stream or task per check: a non-blocking socket, a writer callback
-    only while the connection is still being set up, and one reader callback that
-    feeds the parser and resolves `verdict`. The request is sent right after connect()
-    when the handshake has already completed (always the case on loopback, often on
-    a LAN), which saves a trip through the event loop and two epoll_ctl calls.
+    HTTPS runs TLS over memory BIOs (ssl.SSLObject) inside the same callbacks rather
+    than on asyncio's SSL transport: the check then owns its socket outright, so a
+    deadline or a failed handshake ends with one close(), with no graceful TLS
+    shutdown left running in the background.
     """
 
-    __slots__ = ("decide_on_status", "fd", "loop", "parser", "reading", "request", "sock", "verdict",
-                 "writing")
+    __slots__ = ("decide_on_status", "fd", "handshaken", "incoming", "loop", "out", "outgoing", "parser",
+                 "reading", "request", "sock", "tls", "verdict", "writing")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, request: bytes,
-                 parser: ResponseParser, decide_on_status: bool,
-                 verdict: asyncio.Future[str | None]) -> None:
+                 parser: ResponseParser, decide_on_status: bool, verdict: asyncio.Future[str | None],
+                 tls: ssl.SSLContext | None = None, server_hostname: str | None = None) -> None:
         self.loop = loop
         self.sock = sock
         self.fd = sock.fileno()
@@ -148,35 +113,60 @@ class _PlainExchange:
         self.verdict = verdict
         self.reading = False
         self.writing = False
+        self.out = b""  # bytes waiting to be sent
+        self.handshaken = tls is None
+        if tls is not None:
+            self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+            self.tls: ssl.SSLObject | None = tls.wrap_bio(self.incoming, self.outgoing,
+                                                         server_hostname=server_hostname)
+        else:
+            self.tls = None
 
     def start(self, address: tuple[str, int]) -> None:
         try:  # noqa: SIM105 - a plain try is cheaper than contextlib.suppress on this hot path
             self.sock.connect(address)
         except (BlockingIOError, InterruptedError):
-            pass  # handshake in progress: _send finds out whether it is done
-        self._send()
+            pass  # handshake in progress: the first send finds out whether it is done
+        if self.tls is None:
+            self.out = self.request
+        else:
+            self._tls_handshake()
+        self._flush()
 
-    def _send(self) -> None:
-        try:
-            sent = self.sock.send(self.request)  # a failed connect reports its error here
-        except (BlockingIOError, InterruptedError):
-            sent = 0  # still connecting, or the send buffer is full
-        except OSError as exc:
-            self._settle(_describe(exc))
-            return
-        if sent:
-            self.request = self.request[sent:]
-        if self.request:
+    def _flush(self) -> None:
+        """Send what is pending; watch for writability only while something is left."""
+        if self.out:
+            try:
+                sent = self.sock.send(self.out)  # a failed connect reports its error here
+            except (BlockingIOError, InterruptedError):
+                sent = 0  # still connecting, or the send buffer is full
+            except OSError as exc:
+                self._settle(_describe(exc))
+                return
+            if sent:
+                self.out = self.out[sent:]
+        if self.out:
             if not self.writing:
                 self.writing = True
-                self.loop.add_writer(self.fd, self._send)
-            return
-        if self.writing:
+                self.loop.add_writer(self.fd, self._flush)
+        elif self.writing:
             self.writing = False
             self.loop.remove_writer(self.fd)
         if not self.reading:
             self.reading = True
             self.loop.add_reader(self.fd, self._receive)
+
+    def _tls_handshake(self) -> None:
+        """Advance the TLS handshake; once done, queue the encrypted request. Raises ssl.SSLError."""
+        assert self.tls is not None
+        try:
+            self.tls.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        else:
+            self.handshaken = True
+            self.tls.write(self.request)
+        self.out += self.outgoing.read()
 
     def _receive(self) -> None:
         try:
@@ -186,6 +176,25 @@ class _PlainExchange:
         except OSError as exc:
             self._settle(_describe(exc))
             return
+        if self.tls is not None:
+            if not data:
+                self._settle(None if self.handshaken else "connection closed during the TLS handshake")
+                if self.handshaken:
+                    self.parser.feed_eof()
+                return
+            try:
+                data, eof = self._tls_receive(data)
+            except ssl.SSLError as exc:
+                self._settle(_describe(exc))
+                return
+            if not self.handshaken:
+                return
+            if eof:
+                if data:
+                    self.parser.feed(data)
+                data = b""
+            elif not data:
+                return
         parser = self.parser
         if not data:
             parser.feed_eof()
@@ -195,6 +204,35 @@ class _PlainExchange:
                     state is State.BODY and not self.decide_on_status and 200 <= parser.status < 300):
                 return
         self._settle(None)
+
+    def _tls_receive(self, data: bytes) -> tuple[bytes, bool]:
+        """Decrypt `data`: (plaintext so far, whether the server closed the TLS session)."""
+        assert self.tls is not None
+        self.incoming.write(data)
+        if not self.handshaken:
+            self._tls_handshake()
+            self._flush()
+            if not self.handshaken:
+                return b"", False
+        chunks = []
+        eof = False
+        while True:
+            try:
+                chunk = self.tls.read(65536)
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLZeroReturnError:
+                eof = True
+                break
+            if not chunk:
+                eof = True
+                break
+            chunks.append(chunk)
+        pending = self.outgoing.read()  # e.g. a TLS 1.3 key update answer
+        if pending:
+            self.out += pending
+            self._flush()
+        return b"".join(chunks), eof
 
     def _settle(self, failure: str | None) -> None:
         if not self.verdict.done():
@@ -217,49 +255,35 @@ async def check(spec: CheckSpec, ctx: CheckContext) -> Outcome:
         pattern = compiled(spec.receive_re) if spec.receive_re is not None else None
     except BadPattern as exc:
         return Outcome(False, str(exc), 0.0)
+    try:
+        request = build_request(spec)
+    except ValueError as exc:
+        return Outcome(False, str(exc), 0.0)
     parser = ResponseParser(head_only=spec.httpmethod.upper() == "HEAD", body_limit=ctx.body_limit)
     verdict: asyncio.Future[str | None] = loop.create_future()
     sock = socket.socket(socket.AF_INET6 if spec.family == 6 else socket.AF_INET,
                          socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
-    if spec.scheme == "https":
-        failure = await _over_tls(loop, sock, spec, ctx, _Probe(build_request(spec), parser, pattern is None,
-                                                                 verdict))
-    else:
-        exchange = _PlainExchange(loop, sock, build_request(spec), parser, pattern is None, verdict)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
-            exchange.start((spec.address, spec.port))
-            failure = await verdict
-        except OSError as exc:
-            failure = _describe(exc)
-        finally:
+    exchange = None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+        if spec.scheme == "https" or (not spec.scheme and spec.service == "https"):
+            exchange = _Exchange(loop, sock, request, parser, pattern is None, verdict,
+                                 ctx.tls, spec.virtualhost or spec.address)
+        else:
+            exchange = _Exchange(loop, sock, request, parser, pattern is None, verdict)
+        exchange.start((spec.address, spec.port))
+        failure = await verdict
+    except OSError as exc:  # ssl.SSLError is an OSError
+        failure = _describe(exc)
+    finally:
+        if exchange is not None:
             exchange.close()
+        else:
+            sock.close()
     latency = loop.time() - started
     if failure is not None:
         return Outcome(False, failure, latency)
     return _judge(parser, pattern, latency)
-
-
-async def _over_tls(loop: asyncio.AbstractEventLoop, sock: socket.socket, spec: CheckSpec,
-                    ctx: CheckContext, probe: _Probe) -> str | None:
-    """Run the exchange over TLS (asyncio's SSL transport); the reason it failed, or None."""
-    transport: asyncio.BaseTransport | None = None
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
-        await loop.sock_connect(sock, (spec.address, spec.port))
-        transport, _ = await loop.create_connection(
-            lambda: probe, sock=sock, ssl=ctx.tls, server_hostname=spec.virtualhost or spec.address,
-            ssl_handshake_timeout=spec.deadline,
-        )
-        return await probe.verdict
-    except (OSError, EOFError) as exc:  # ssl.SSLError is an OSError
-        return _describe(exc)
-    finally:
-        # the transport owns the socket once it exists; before that, it is ours to close
-        if transport is not None:
-            transport.abort()
-        else:
-            sock.close()
 
 
 def _judge(parser: ResponseParser, pattern: object, latency: float) -> Outcome:
@@ -285,8 +309,6 @@ def _describe(exc: BaseException) -> str:
         return "connection reset by the server"
     if isinstance(exc, ssl.SSLError):
         return f"TLS failed: {exc.reason or exc}"
-    if isinstance(exc, EOFError):
-        return "connection closed during the TLS handshake"
     if isinstance(exc, OSError) and exc.strerror:
         return f"connection failed: {exc.strerror.lower()}"
     return f"connection failed: {exc}"

@@ -2,7 +2,7 @@
 
 A socket per ping would cost a file descriptor and a reader registration per check;
 one shared socket per family serves every ping check. Echo requests carry this
-process's identifier and a sequence number, and a reply is accepted only from the
+Pinger's own random identifier and a sequence number, and a reply is accepted only from the
 address that was pinged with the same identifier and sequence.
 Raw sockets need root or CAP_NET_RAW; they are opened on the first ping.
 """
@@ -10,7 +10,7 @@ Raw sockets need root or CAP_NET_RAW; they are opened on the first ping.
 from __future__ import annotations
 
 import asyncio
-import os
+import random
 import socket
 import struct
 
@@ -82,7 +82,8 @@ class Pinger:
     """Sends echo requests and resolves the waiter of each matching reply."""
 
     def __init__(self) -> None:
-        self._ident = os.getpid() & 0xFFFF
+        # random, not the pid: two Pingers in one process must not take each other's replies
+        self._ident = random.getrandbits(16)
         self._seq = 0
         self._socks: dict[int, socket.socket] = {}
         self._waiters: dict[tuple[int, bytes, int], asyncio.Future[None]] = {}

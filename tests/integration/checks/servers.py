@@ -11,8 +11,12 @@ import contextlib
 import socket
 import ssl
 import struct
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+
+_REPO_ROOT = Path(__file__).resolve().parents[3]
 
 Behaviour = Callable[[asyncio.StreamReader, asyncio.StreamWriter, bytes], Awaitable[None]]
 
@@ -121,3 +125,58 @@ async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head
     sock = writer.get_extra_info("socket")
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     writer.transport.abort()
+
+
+async def not_tls(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes) -> None:
+    """Answer a TLS ClientHello with plain HTTP, then keep the connection open."""
+    await reader.read(1)
+    writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+    await writer.drain()
+    await asyncio.sleep(3600)
+
+
+# Behaviours a separate process can run (see serve_elsewhere): name -> (behaviour, read_head)
+NAMED: dict[str, tuple[Behaviour, bool]] = {
+    "hang": (hang, True),
+    "hang-before-tls": (hang, False),
+    "drip-head": (drip(b"HTTP/1.1 200 OK\r\n", b"X-Drip: 1\r\n"), True),
+    "drip-body": (drip(b"HTTP/1.1 200 OK\r\n\r\n"), True),
+    "endless": (endless, True),
+    "garbage": (garbage, True),
+    "reset": (reset, True),
+    "not-tls": (not_tls, False),
+}
+
+
+@contextlib.asynccontextmanager
+async def serve_elsewhere(name: str, host: str = "127.0.0.1") -> AsyncIterator[Server]:
+    """A NAMED server in a process of its own, so that its work does not load the checker's loop.
+
+    Hostile servers live on other machines in real life; in the same event loop an
+    endless-body server would compete with the checks it is meant to disturb.
+    """
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.integration.checks.servers", name, host, cwd=_REPO_ROOT,
+        stdout=asyncio.subprocess.PIPE, start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(20):
+            line = await proc.stdout.readline()
+        if not line.strip().isdigit():
+            raise RuntimeError(f"server {name} did not start: {line!r}")
+        yield Server(host, int(line))
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+
+
+async def _serve_forever(name: str, host: str) -> None:
+    behaviour, read_head = NAMED[name]
+    async with serve(behaviour, host=host, read_head=read_head) as srv:
+        print(srv.port, flush=True)
+        await asyncio.sleep(600)  # bounded: the test kills it long before
+
+
+if __name__ == "__main__":
+    asyncio.run(_serve_forever(sys.argv[1], sys.argv[2]))

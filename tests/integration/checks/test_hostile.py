@@ -1,31 +1,29 @@
 """Hostile real servers: each check fails by its deadline, and a healthy real checked at the
 same time in the same event loop stays on time, with memory bounded.
 
-Twenty checks of the hostile server run at once while a healthy real is checked
-every 20 ms; margins are generous (the machine is shared), the behaviour is not.
+Twenty checks of the hostile server (a separate process, as it would be another
+machine) run at once while a healthy real is checked every 20 ms; margins are
+generous (the machine is shared), the behaviour is not.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ssl
 
 import pytest
 
 from healthd.checks.registry import CheckRunner
 
 from .conftest import alongside, http_spec
-from .servers import Behaviour, drip, endless, garbage, hang, ok, reset, serve
+from .servers import hang, ok, serve, serve_elsewhere
 
 DEADLINE = 1.0
 PERIOD = 0.02
 MEMORY_BOUND = 16 * 1024 * 1024  # tracemalloc peak, 20 hostile checks in flight: generous
 
 
-async def _against(runner: CheckRunner, behaviour: Behaviour, *, tls: ssl.SSLContext | None = None,
-                   read_head: bool = True, **spec_kw: object) -> tuple[list[str], float]:
-    async with serve(ok(), host="127.0.0.2") as good, \
-               serve(behaviour, tls=tls, read_head=read_head) as bad:
+async def _against(runner: CheckRunner, behaviour: str, **spec_kw: object) -> tuple[list[str], float]:
+    async with serve(ok(), host="127.0.0.2") as good, serve_elsewhere(behaviour) as bad:
         hostile = http_spec(bad.port, negotiatetimeout=DEADLINE, **spec_kw)
         healthy = http_spec(good.port, address="127.0.0.2", receive_re="all good")
         result = await alongside(runner, hostile, healthy, copies=20, period=PERIOD)
@@ -35,52 +33,46 @@ async def _against(runner: CheckRunner, behaviour: Behaviour, *, tls: ssl.SSLCon
 
 
 async def test_accept_and_hang(runner: CheckRunner) -> None:
-    details, slowest = await _against(runner, hang)
+    details, slowest = await _against(runner, "hang")
     assert set(details) == {"timed out after 1 s"}
     assert slowest >= DEADLINE - 0.05
 
 
 async def test_slow_drip_head(runner: CheckRunner) -> None:
-    details, _ = await _against(runner, drip(b"HTTP/1.1 200 OK\r\n", b"X-Drip: 1\r\n"))
+    details, _ = await _against(runner, "drip-head")
     assert set(details) == {"timed out after 1 s"}
 
 
 async def test_slow_drip_body_when_receive_needs_it(runner: CheckRunner) -> None:
-    details, _ = await _against(runner, drip(b"HTTP/1.1 200 OK\r\n\r\n"), receive_re="never")
+    details, _ = await _against(runner, "drip-body", receive_re="never")
     assert set(details) == {"timed out after 1 s"}
 
 
 async def test_endless_body_is_cut_at_the_limit(runner: CheckRunner) -> None:
-    details, slowest = await _against(runner, endless, receive_re="healthd-ok")
+    details, slowest = await _against(runner, "endless", receive_re="healthd-ok")
     assert all("first 65536 bytes of body did not match" in d for d in details), details[:2]
     assert slowest < DEADLINE  # decided at the limit, not at the deadline
 
 
 async def test_garbage_instead_of_http(runner: CheckRunner) -> None:
-    details, slowest = await _against(runner, garbage)
+    details, slowest = await _against(runner, "garbage")
     assert all(d.startswith("not an HTTP response") for d in details), details[:2]
     assert slowest < DEADLINE  # recognised at once, although the server keeps the connection open
 
 
 async def test_connection_reset(runner: CheckRunner) -> None:
-    details, _ = await _against(runner, reset)
+    details, _ = await _against(runner, "reset")
     assert set(details) == {"connection reset by the server"}
 
 
 async def test_tls_handshake_failure(runner: CheckRunner) -> None:
-    async def not_tls(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes) -> None:
-        await reader.read(1)  # the ClientHello arrives; the answer is not TLS
-        writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
-        await writer.drain()
-        await asyncio.sleep(3600)
-
-    details, slowest = await _against(runner, not_tls, read_head=False, scheme="https", service="https")
+    details, slowest = await _against(runner, "not-tls", scheme="https", service="https")
     assert all(d.startswith("TLS failed") for d in details), details[:2]
     assert slowest < DEADLINE
 
 
 async def test_tls_handshake_that_hangs(runner: CheckRunner) -> None:
-    details, _ = await _against(runner, hang, read_head=False, scheme="https", service="https")
+    details, _ = await _against(runner, "hang-before-tls", scheme="https", service="https")
     assert set(details) == {"timed out after 1 s"}
 
 

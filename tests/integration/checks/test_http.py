@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import ssl
 
 import pytest
@@ -144,3 +146,32 @@ async def test_https_verification_when_asked(server_tls: ssl.SSLContext, ca: obj
                                              virtualhost="www.example.org"))
     assert not outcome.ok and "TLS failed" in outcome.detail, outcome
     await runner.close()
+
+
+async def test_slow_connection_setup_is_waited_for(runner: CheckRunner) -> None:
+    """connect() still in progress when the check wants to send: it waits for writability.
+
+    A listening socket with a full accept queue drops SYNs, so the check's connection
+    is only set up by a SYN retransmission (about a second later), after the server
+    has started accepting again.
+    """
+    loop = asyncio.get_running_loop()
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        listener.setblocking(False)
+        port = listener.getsockname()[1]
+        filler = socket.create_connection(("127.0.0.1", port))  # fills the accept queue
+        check = asyncio.ensure_future(runner.run(http_spec(port, negotiatetimeout=5.0)))
+        await asyncio.sleep(0.3)
+        first, _ = await loop.sock_accept(listener)
+        first.close()
+        filler.close()
+        conn, _ = await asyncio.wait_for(loop.sock_accept(listener), 4)
+        with conn:
+            request = await loop.sock_recv(conn, 4096)
+            await loop.sock_sendall(conn, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            outcome = await check
+    assert request.startswith(b"GET / HTTP/1.1\r\n")
+    assert outcome.ok, outcome
+    assert outcome.latency > 0.5  # it really went through a retransmitted SYN

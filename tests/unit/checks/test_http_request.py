@@ -43,3 +43,14 @@ def test_http_proxy_sends_an_absolute_url() -> None:
 def test_http_proxy_with_a_path_asks_for_the_virtualhost() -> None:
     spec = replace(BASE, service="http_proxy", port=3128, request="/ping", virtualhost="www.example.org")
     assert request_target(spec) == ("http://www.example.org/ping", "www.example.org")
+
+
+def test_non_ascii_and_spaces_are_percent_encoded() -> None:
+    raw = build_request(replace(BASE, request="/état de santé?q=a b&x=%41"))
+    assert raw.startswith(b"GET /%C3%A9tat%20de%20sant%C3%A9?q=a%20b&x=%41 HTTP/1.1\r\n")
+
+
+@pytest.mark.parametrize("kw", [{"request": "/x\r\nX-Evil: 1"}, {"virtualhost": "a\nb"}])
+def test_line_breaks_cannot_inject_headers(kw: dict[str, str]) -> None:
+    with pytest.raises(ValueError, match="line break"):
+        build_request(replace(BASE, **kw))  # type: ignore[arg-type]
