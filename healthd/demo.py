@@ -110,11 +110,18 @@ class DemoLog(logging.Handler):
         print(f"  log | {record.getMessage()}", flush=True)
 
 
-async def wait_until(what: str, condition: Callable[[Table], bool], table: MemoryTable) -> bool:
+class Interrupted(Exception):
+    """healthd stopped (Ctrl-C reaches it as SIGINT) before the demo was over."""
+
+
+async def wait_until(what: str, condition: Callable[[Table], bool], table: MemoryTable,
+                     running: asyncio.Task[int]) -> bool:
     deadline = time.monotonic() + STEP_TIMEOUT
     while time.monotonic() < deadline:
         if condition(await table.dump()):
             return True
+        if running.done():
+            raise Interrupted
         await asyncio.sleep(0.1)
     say(f"!! {what} did not happen within {STEP_TIMEOUT:.0f} s")
     return False
@@ -158,25 +165,34 @@ async def run_demo(workdir: Path) -> int:
     running = asyncio.create_task(daemon.run())
     ok = True
     try:
-        async with asyncio.timeout(STEP_TIMEOUT):
-            await daemon.ready.wait()
+        ready = asyncio.create_task(daemon.ready.wait())
+        await asyncio.wait([ready, running], timeout=STEP_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
+        if running.done():
+            raise Interrupted
+        if not daemon.ready.is_set():
+            raise TimeoutError
         say("\n== 1. healthd checked every real once and filled the table:")
         say(render(await table.dump()))
 
         say(f"\n== 2. Breaking {BROKEN}: its ok.html now says 'maintenance' instead of 'ok' ...")
         (docroots[BROKEN] / "ok.html").write_text("maintenance\n")
-        ok = await wait_until(f"{BROKEN} leaving the table", lambda t: not has_real(BROKEN)(t), table)
+        gone = lambda t: not has_real(BROKEN)(t)  # noqa: E731 - reads as the condition it is
+        ok = await wait_until(f"{BROKEN} leaving the table", gone, table, running)
         say(f"== {BROKEN} left the table:" if ok else "== the table now:")
         say(render(await table.dump()))
 
         say(f"\n== 3. Restoring {BROKEN}'s ok.html ...")
         (docroots[BROKEN] / "ok.html").write_text("ok\n")
-        back = await wait_until(f"{BROKEN} rejoining the table", has_real(BROKEN), table)
+        back = await wait_until(f"{BROKEN} rejoining the table", has_real(BROKEN), table, running)
         ok = ok and back
         say(f"== {BROKEN} is back in the table:" if back else "== the table now:")
         say(render(await table.dump()))
     except TimeoutError:
         say("!! healthd did not finish its first round of checks in time")
+        ok = False
+    except Interrupted:
+        say("\n!! interrupted")
         ok = False
     finally:
         say("\n== 4. Stopping healthd (cleanstop=yes removes the virtual service):")

@@ -9,7 +9,7 @@ from healthd.config.parser import parse
 
 __all__ = [
     "Config", "ConfigError", "ConfigIssue", "Fallback", "GlobalSettings", "Real", "Virtual",
-    "find_config", "load", "parse_text",
+    "find_config", "load", "parse_bytes", "parse_text",
 ]
 
 

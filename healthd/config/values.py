@@ -109,6 +109,9 @@ def host_port(value: str, *, v6: bool, what: str) -> HostPort:
     """`host[:port]` (IPv4 sections) or `[v6][:port]` (IPv6 sections)."""
     if v6:
         m = re.fullmatch(rf"\[([0-9A-Fa-f:.]+)\](?::({_PORT}))?", value)
+        named = re.fullmatch(rf"({_HOST})(?::({_PORT}))?", value)
+        if m is None and named is not None and not named.group(1).replace(".", "").isdigit():
+            return HostPort(named.group(1), named.group(2) or "")  # a host name, resolved to IPv6
         if m is None:
             if re.fullmatch(r"[0-9A-Fa-f:]+", value) and value.count(":") >= 2:
                 raise Invalid(f"write the IPv6 address of the {what} in brackets: [{value}]")
@@ -194,6 +197,9 @@ def real_line(value: str, *, v6: bool) -> RealLine:
 def _real_address(head: str, *, v6: bool) -> tuple[HostPort, HostPort | None, bool]:
     if v6:
         m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\](->\[[0-9A-Fa-f:.]+\])?(?::(" + _PORT + "))?", head)
+        named = re.fullmatch(rf"({_HOST})(?::({_PORT}))?", head)
+        if m is None and named is not None and not named.group(1).replace(".", "").isdigit():
+            return HostPort(named.group(1), named.group(2) or ""), None, False
         if m is None:
             raise Invalid("expected [IPv6-address][:port] for the real server")
         if m.group(2):

@@ -33,7 +33,11 @@ class EngineAdapter:
 
     async def start(self) -> None:
         await self.runner.start()
-        await self.engine.start()
+        try:
+            await self.engine.start()
+        except BaseException:
+            await self.runner.close()
+            raise
 
     async def wait_first_round(self) -> None:
         await self.engine.first_round.wait()

@@ -31,6 +31,7 @@ log = logging.getLogger("healthd")
 
 STOP_BUDGET = 0.8  # seconds the engine gets to stop, so that the process exits within a second
 CALLBACK_TIMEOUT = 30.0
+STATUS_COALESCE = 0.1  # seconds: state changes within this window share one STATUS= message
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,7 @@ class Daemon:
         self._tasks: list[asyncio.Task[None]] = []
         self._control: ControlServer | None = None
         self._watch = FileWatch(config.path)
+        self._status_pending: asyncio.TimerHandle | None = None
 
     # --- requests from signals, the file watch and tests ---------------------------------
 
@@ -210,6 +212,8 @@ class Daemon:
 
     async def _shutdown(self) -> None:
         log.info("stopping")
+        if self._status_pending is not None:
+            self._status_pending.cancel()
         self.notifier.stopping()
         for task in self._tasks:
             task.cancel()
@@ -230,7 +234,14 @@ class Daemon:
 
     def _on_state_change(self, change: StateChange) -> None:
         logs.state_change(change.virtual, change.real, change.check, change.up, change.detail, change.first)
-        if self.ready.is_set() and self.engine is not None:
+        if self.ready.is_set() and self.engine is not None and self._status_pending is None:
+            # A burst of changes (a switch failing) becomes one STATUS, and one snapshot of the engine.
+            loop = asyncio.get_running_loop()
+            self._status_pending = loop.call_later(STATUS_COALESCE, self._send_status)
+
+    def _send_status(self) -> None:
+        self._status_pending = None
+        if self.engine is not None and not self._stop.is_set():
             self.notifier.status(self._status_line())
 
     def _status_line(self) -> str:
@@ -268,25 +279,39 @@ class Daemon:
                 "reload failed: %d errors in %s; still running the previous configuration",
                 len(self.reload_error), self.config.path,
             )
-            self.notifier.send(READY=1, STATUS=self._status_line())
+            self._reload_done()
             return False
         except OSError as exc:
             self.reload_error = [f"{self.config.path}: {exc.strerror or exc}"]
             log.error("reload failed: cannot read %s: %s; still running the previous configuration",
                       self.config.path, exc.strerror or exc)
-            self.notifier.send(READY=1, STATUS=self._status_line())
+            self._reload_done()
             return False
         logs.MASKER.update(logs.config_secrets(new) + logs.config_secrets(self.config))
-        await self.engine.reload(new)
+        try:
+            await self.engine.reload(new)
+        except Exception as exc:
+            # Not the file's fault: say so, and keep serving with what the engine still has.
+            self.reload_error = [f"{self.config.path}: the new configuration could not be applied: {exc}"]
+            log.error("reload failed: %s", self.reload_error[0])
+            self._reload_done()
+            return False
         self.config = new
         logs.MASKER.update(logs.config_secrets(new))
         self.reload_error = []
         self.reloads += 1
         self.reloaded_at = time.time()
-        status = self._status_line()
-        log.info("reloaded %s: %s", new.path, status)
-        self.notifier.send(READY=1, STATUS=status)
+        log.info("reloaded %s: %s", new.path, self._status_line())
+        self._reload_done()
         return True
+
+    def _reload_done(self) -> None:
+        # READY=1 ends systemd's "reloading" state; before the first round it would also end
+        # start-up too early, so then only the status line changes.
+        if self.ready.is_set():
+            self.notifier.send(READY=1, STATUS=self._status_line())
+        else:
+            self.notifier.status(self._status_line())
 
     # --- autoreload --------------------------------------------------------------------
 

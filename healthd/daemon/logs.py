@@ -13,7 +13,7 @@ import logging
 import logging.handlers
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from healthd.config.model import Config
@@ -81,10 +81,21 @@ class LogTarget:
     logfile: str | None = None  # a path or a syslog facility name
 
 
-def under_journald(environ: dict[str, str] | None = None) -> bool:
-    """True when systemd connected our output to the journal and journald's socket exists."""
+def under_journald(environ: Mapping[str, str] | None = None, stderr_fd: int = 2) -> bool:
+    """True when systemd connected our stderr to the journal and journald's socket exists.
+
+    JOURNAL_STREAM is "DEVICE:INODE" of the stream systemd set up; it must match our
+    stderr, because a shell started from a service inherits the variable but not the stream.
+    """
     env = os.environ if environ is None else environ
-    return bool(env.get("JOURNAL_STREAM")) and os.path.exists(JOURNAL_SOCKET)
+    device, _, inode = env.get("JOURNAL_STREAM", "").partition(":")
+    if not (device.isdigit() and inode.isdigit()) or not os.path.exists(JOURNAL_SOCKET):
+        return False
+    try:
+        st = os.fstat(stderr_fd)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == (int(device), int(inode))
 
 
 def choose_target(debug: bool, logfile: str | None, journal: bool) -> LogTarget:
@@ -92,10 +103,12 @@ def choose_target(debug: bool, logfile: str | None, journal: bool) -> LogTarget:
 
     A logfile set explicitly to something else than ldirectord's default is
     still honoured under systemd, so an operator's syslog facility keeps working.
+    Under systemd stderr already goes to the journal, so -d adds nothing there
+    but verbosity (no line twice).
     """
     if journal:
         extra = logfile if logfile and logfile != DEFAULT_LOGFILE else None
-        return LogTarget(stderr=debug, journal=True, logfile=extra)
+        return LogTarget(journal=True, logfile=extra)
     if debug:
         return LogTarget(stderr=True)
     return LogTarget(logfile=logfile or DEFAULT_LOGFILE)

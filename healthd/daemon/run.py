@@ -47,23 +47,17 @@ def start(path: str, *, debug: bool, ipvs: str) -> int:
     notifier = Notifier()
     foreground = debug or notifier.enabled or config.settings.supervised
     target = logs.choose_target(debug, config.settings.logfile, logs.under_journald())
+    # Logging is set up before detaching, so that a logfile problem still reaches the terminal.
+    for problem in logs.configure(target, verbose=debug):
+        print(f"healthd: {problem}", file=sys.stderr)
     if foreground:
-        return _serve(config, ipvs=ipvs, target=target, debug=debug, notifier=notifier)
-    return _detach(lambda report: _serve(config, ipvs=ipvs, target=target, debug=False,
-                                          notifier=notifier, report=report))
+        return _serve(config, ipvs=ipvs, notifier=notifier)
+    return _detach(lambda report: _serve(config, ipvs=ipvs, notifier=notifier, report=report))
 
 
 def _serve(
-    config: Config,
-    *,
-    ipvs: str,
-    target: logs.LogTarget,
-    debug: bool,
-    notifier: Notifier,
-    report: Callable[[str], None] | None = None,
+    config: Config, *, ipvs: str, notifier: Notifier, report: Callable[[str], None] | None = None
 ) -> int:
-    for problem in logs.configure(target, verbose=debug):
-        print(f"healthd: {problem}", file=sys.stderr)
     return asyncio.run(_main(config, ipvs=ipvs, notifier=notifier, report=report))
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import socket
 import sys
@@ -135,22 +134,27 @@ class Healthd:
         return proc.returncode or 0, out.decode()
 
     async def status(self) -> dict[str, Any]:
-        code, out = await self.cli("status", "--json", str(self.config))
-        assert code == 0, out
-        return json.loads(out)  # type: ignore[no-any-return]
+        """The live state, read from the control socket as `healthd status --json` reads it."""
+        from healthd.daemon import control
+
+        path = Path(self.env["HEALTHD_RUNDIR"]) / f"healthd.{self.config.name}.sock"
+        return await asyncio.to_thread(control.query, path)
 
     async def wait_status(
-        self, predicate: Callable[[dict[str, Any]], bool], limit: float = 15.0
+        self, predicate: Callable[[dict[str, Any]], bool], limit: float = 30.0
     ) -> dict[str, Any]:
-        """Poll `status --json` (the daemon may still be starting) until `predicate` holds."""
+        """Poll the live state (the daemon may still be starting) until `predicate` holds."""
+        from healthd.daemon import control
+
         async with asyncio.timeout(limit):
             while True:
-                code, out = await self.cli("status", "--json", str(self.config))
-                if code == 0 and predicate(json.loads(out)):
-                    return json.loads(out)  # type: ignore[no-any-return]
+                with contextlib.suppress(control.ControlUnavailable):
+                    status = await self.status()
+                    if predicate(status):
+                        return status
                 if self.proc is not None and self.proc.returncode is not None:
                     raise AssertionError(f"healthd exited {self.proc.returncode}:\n{self.text()}")
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(0.1)
 
     def text(self) -> str:
         return "\n".join(self.lines)
@@ -167,3 +171,45 @@ class Healthd:
 
 def reals_of(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {r["real"]: r for v in status["virtuals"] for r in v["reals"]}
+
+
+class TinyWebFarm:
+    """Many real servers at once: one small HTTP/1.0 responder per loopback address, same port."""
+
+    def __init__(self, addresses: list[str], port: int) -> None:
+        self.port = port
+        self.pages = dict.fromkeys(addresses, "ok\n")
+        self.hits = dict.fromkeys(addresses, 0)
+        self._servers: list[asyncio.Server] = []
+
+    async def start(self) -> TinyWebFarm:
+        for address in self.pages:
+            self._servers.append(await asyncio.start_server(self._responder(address), address, self.port))
+        return self
+
+    async def add(self, address: str) -> None:
+        self.pages[address] = "ok\n"
+        self.hits[address] = 0
+        self._servers.append(await asyncio.start_server(self._responder(address), address, self.port))
+
+    def _responder(self, address: str) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any]:
+        async def respond(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+                self.hits[address] += 1
+                body = self.pages[address].encode()
+                writer.write(b"HTTP/1.0 200 OK\r\nContent-Type: text/html\r\nContent-Length: %d\r\n\r\n%s"
+                             % (len(body), body))
+                await writer.drain()
+            except (TimeoutError, ConnectionError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                writer.close()
+
+        return respond
+
+    async def stop(self) -> None:
+        for server in self._servers:
+            server.close()
+        for server in self._servers:
+            await server.wait_closed()

@@ -61,6 +61,8 @@ async def test_systemd_style_lifecycle(tmp_path: Path, servers: list[WebServer])
 
         code, out = await daemon.cli(str(config), "status")
         assert code == 0 and "is running with pid" in out and "2/2 reals up" in out
+        code, out = await daemon.cli("status", "--json", str(config))
+        assert code == 0 and json.loads(out)["summary"] == "2/2 reals up in 1 virtual service"
         reals = reals_of(await daemon.status())
         assert {r: (v["state"], v["weight"]) for r, v in reals.items()} == {
             s.label: ("up", 2) for s in servers
@@ -71,7 +73,9 @@ async def test_systemd_style_lifecycle(tmp_path: Path, servers: list[WebServer])
         mark = len(notify.messages)
         servers[1].page = "gone\n"
         status = await daemon.wait_status(lambda s: reals_of(s)[servers[1].label]["state"] == "down")
-        assert reals_of(status)[servers[1].label]["weight"] is None
+        # The table follows within a moment (the engine batches changes for a few ms).
+        status = await daemon.wait_status(lambda s: reals_of(s)[servers[1].label]["weight"] is None)
+        assert reals_of(status)[servers[1].label]["state"] == "down"
         await notify.wait(lambda m: m.get("STATUS", "").startswith("1/2 reals up"), after=mark)
         assert f"real server {servers[1].label} of virtual service {VIP}:{port} went down" in daemon.text()
 
@@ -196,3 +200,35 @@ async def test_detached_start_status_stop(tmp_path: Path, servers: list[WebServe
     assert code == 3
     text = logfile.read_text()
     assert "first round of checks applied" in text and "stopped" in text
+
+
+async def test_stop_runs_fallbackcommand_stop(tmp_path: Path) -> None:
+    """No real is up: `fallbackcommand start` runs; SIGTERM runs `stop` and still exits within a second."""
+    dead = "127.0.0.15"
+    port = free_port([dead])  # nothing listens there: every check is refused
+    record = tmp_path / "fallback-calls"
+    script = tmp_path / "fallback.sh"
+    script.write_text(f'#!/bin/sh\necho "$@" >> {record}\n')
+    script.chmod(0o755)
+    config = tmp_path / "web.cf"
+    config.write_text(config_text(VIP, port, [dead], head=f'fallbackcommand="{script}"'))
+    notify = NotifySocket(tmp_path / "notify")
+    daemon = Healthd(config, tmp_path / "run", notify, {})
+    await daemon.start()
+    try:
+        ready = await notify.wait(lambda m: m.get("READY") == "1")
+        assert ready["STATUS"] == "0/1 reals up in 1 virtual service"
+        async with asyncio.timeout(10):
+            while not record.exists():  # noqa: ASYNC110 - waiting for another process's file
+                await asyncio.sleep(0.05)
+        status = await daemon.status()
+        assert status["virtuals"][0]["in_table"] and status["virtuals"][0]["reals"][0]["weight"] is None
+        assert daemon.proc is not None
+        started = time.monotonic()
+        daemon.proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(daemon.proc.wait(), 10) == 0
+        assert time.monotonic() - started < 1.0
+        assert record.read_text().splitlines() == [f"start {VIP}:{port} tcp", f"stop {VIP}:{port} tcp"]
+    finally:
+        await daemon.close()
+        notify.close()

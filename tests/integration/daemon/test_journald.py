@@ -18,7 +18,8 @@ pytestmark = [
 EMIT = textwrap.dedent("""
     import os
     from healthd.daemon import logs
-    os.environ["JOURNAL_STREAM"] = "0:0"
+    st = os.fstat(2)
+    os.environ["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"  # as systemd sets it for a service
     assert logs.under_journald()
     logs.MASKER.update(["hunter2-secret"])
     logs.configure(logs.choose_target(False, "/var/log/ldirectord.log", logs.under_journald()))
@@ -69,9 +70,11 @@ def test_the_daemon_logs_state_changes_to_journald(tmp_path) -> None:
         f"{py} -m http.server --bind {up} --directory {shlex.quote(str(tmp_path / 'www'))} {port}"
         " >/dev/null 2>&1 & WEB=$!",
         "sleep 0.5",
-        # JOURNAL_STREAM is what systemd sets for a service whose output goes to the journal.
-        f"JOURNAL_STREAM=8:1234 HEALTHD_RUNDIR={shlex.quote(str(tmp_path))} timeout -s TERM 4"
-        f" {shlex.quote(HEALTHD)} --ipvs memory {shlex.quote(str(config))} start",
+        # JOURNAL_STREAM names the stream systemd connects a service's stderr to: here a file.
+        f"exec 3>{shlex.quote(str(tmp_path / 'stderr'))}",
+        f"STREAM=$(stat -L -c '%d:%i' {shlex.quote(str(tmp_path / 'stderr'))})",
+        f"JOURNAL_STREAM=$STREAM HEALTHD_RUNDIR={shlex.quote(str(tmp_path))} timeout -s TERM 4"
+        f" {shlex.quote(HEALTHD)} --ipvs memory {shlex.quote(str(config))} start 2>&3",
         "kill $WEB",
     ])
     # healthd is in the foreground without -d here because supervised=yes is set below.

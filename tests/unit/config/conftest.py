@@ -29,7 +29,8 @@ def fake_resolver(host: str, family: int) -> str | None:
 
 
 def shared_dir() -> Path:
-    """The read-only `shared` folder: the repository's sibling (CI), else $HEALTHD_SHARED, else /work/shared."""
+    """The read-only `shared` folder: the repository's sibling (as in CI), else $HEALTHD_SHARED,
+    else /work/shared."""
     for candidate in (ROOT.parent / "shared", Path(os.environ.get("HEALTHD_SHARED", "/nonexistent")),
                       Path("/work/shared")):
         if (candidate / "data" / "configs").is_dir():

@@ -110,7 +110,8 @@ ERRORS = [
     (V + R + "\treceive=\"x\" trailing\n", 3, ["unexpected text after the closing quote"]),
     (V + R + "\tvirtualhost=\"bad host\"\n", 3, ["expected a host name"]),
     (V + R + "\tschedflags=Flag!\n", 3, ["scheduler flags"]),
-    ("virtual=10.0.0.1:3128\n" + "\treal=10.0.0.2:3128 gate\n", 2, ["http_proxy needs an absolute request URL"]),
+    ("virtual=10.0.0.1:3128\n\treal=10.0.0.2:3128 gate\n", 2,
+     ["http_proxy needs an absolute request URL"]),
     (V + "\treal=10.0.0.2:80 gate 1 \"http://nosuchhost.invalid/\", \"x\"\n", 2,
      ["cannot resolve 'nosuchhost.invalid'", "check URL's host"]),
 ]
@@ -144,7 +145,8 @@ def test_unsupported_service_is_refused(monkeypatch: pytest.MonkeyPatch) -> None
     found = problems(V + R + "\tservice=https\n")
     assert found == ['3: service=https is not supported yet: "service=https"']
     found = problems("virtual=10.0.0.1:443\n" + "\treal=10.0.0.2:443 gate\n")
-    assert len(found) == 1 and "service=https (ldirectord's default for port 443) is not supported yet" in found[0]
+    assert len(found) == 1
+    assert "service=https (ldirectord's default for port 443) is not supported yet" in found[0]
 
 
 def test_unsupported_service_is_fine_when_it_is_not_negotiated(monkeypatch: pytest.MonkeyPatch) -> None:

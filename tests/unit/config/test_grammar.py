@@ -83,6 +83,13 @@ def test_real6_forms() -> None:
     assert v.reals[0].check.family == 6 and v.reals[0].check.target == "[2001:db8::4]:8080"
 
 
+def test_v6_host_names_resolve_to_ipv6() -> None:
+    v = one_virtual("real6=v6.test:8080 masq\nfallback6=localhost",
+                    head="virtual6=[2001:db8::5]:80").virtuals[0]
+    assert (v.reals[0].address, v.reals[0].port, v.fallback.address, v.fallback.port) == (
+        "2001:db8::99", 8080, "::1", 80)
+
+
 def test_fwmark_reals_keep_port_zero_and_check_the_service_port() -> None:
     v = one_virtual("real=10.0.0.2 gate\nreal=10.0.0.3:8080 gate\nservice=http", head="virtual=5").virtuals[0]
     assert [(r.port, r.check.port) for r in v.reals] == [(0, 80), (8080, 8080)]
@@ -105,7 +112,8 @@ def test_per_real_url_overrides_where_the_check_goes() -> None:
 
 
 def test_https_url_default_port() -> None:
-    c = first_check(one_virtual('real=10.0.0.2:443 gate 1 "https://10.0.0.9", ""', head="virtual=10.0.0.1:443"))
+    c = first_check(one_virtual('real=10.0.0.2:443 gate 1 "https://10.0.0.9", ""',
+                                head="virtual=10.0.0.1:443"))
     assert (c.scheme, c.address, c.port, c.request, c.receive_re) == ("https", "10.0.0.9", 443, "/", None)
 
 
@@ -172,7 +180,8 @@ def test_ftp_and_sip_credentials_default_like_ldirectord(monkeypatch: pytest.Mon
     monkeypatch.setenv("HOSTNAME", "director")
     ftp = first_check(one_virtual("real=10.0.0.2:21 gate", head="virtual=10.0.0.1:21"))
     sip = first_check(one_virtual("real=10.0.0.2:5060 gate", head="virtual=10.0.0.1:5060"))
-    assert (ftp.service, ftp.login, ftp.passwd, ftp.request) == ("ftp", "anonymous", "ldirectord@director", "")
+    assert (ftp.service, ftp.login, ftp.passwd, ftp.request) == (
+        "ftp", "anonymous", "ldirectord@director", "")
     assert (sip.service, sip.login, sip.passwd) == ("sip", "ldirectord@director", "")
 
 
@@ -221,7 +230,8 @@ def test_virtual_settings(lines: str, fields: dict[str, Any]) -> None:
 
 
 def test_udp_ops_and_v6_netmask() -> None:
-    v = one_virtual("real=10.0.0.2:53 gate\nops=yes\nchecktype=connect", head="virtual=10.0.0.1:53").virtuals[0]
+    v = one_virtual("real=10.0.0.2:53 gate\nops=yes\nchecktype=connect",
+                    head="virtual=10.0.0.1:53").virtuals[0]
     assert (v.protocol, v.ops) == ("udp", True)
     v6 = one_virtual("real6=[2001:db8::2]:80 gate\npersistent=60\nnetmask=64",
                      head="virtual6=[2001:db8::1]:80").virtuals[0]

@@ -61,14 +61,16 @@ def test_seed_healthcheck_without_global_timeouts_gets_ldirectords_defaults() ->
 
 
 def test_seed_fwmark_persistent() -> None:
-    config = load(str(shared_dir() / "data" / "configs" / "seed-fwmark-persistent.cf"), resolver=fake_resolver)
+    path = shared_dir() / "data" / "configs" / "seed-fwmark-persistent.cf"
+    config = load(str(path), resolver=fake_resolver)
     [v] = config.virtuals
     assert (v.fwmark, v.protocol, v.scheduler, v.persistent) == (99, "fwm", "rr", 360)
     assert [(r.port, r.check.port, r.check.request) for r in v.reals] == [(0, 80, "/index.html")] * 2
 
 
 def commented_samples() -> list[tuple[str, str]]:
-    """(name, config) per commented-out virtual section: the file's globals, uncommented, plus that section."""
+    """(name, config) per commented-out virtual section: the file's globals (uncommented)
+    followed by that section."""
     lines = (shared_dir() / "data" / "configs" / "upstream-sample.cf").read_text().splitlines()
     head = lines[: next(i for i, line in enumerate(lines) if line.startswith("virtual"))]
     globals_ = [line[1:] if re.match(r"#[a-z0-9]+\s*=", line) else line for line in head]
@@ -95,7 +97,8 @@ def test_the_upstream_sample_has_its_commented_sections() -> None:
 
 
 @pytest.mark.parametrize(("name", "text"), SAMPLES, ids=[s[0] for s in SAMPLES])
-def test_commented_samples_parse_when_uncommented(name: str, text: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_commented_samples_parse_when_uncommented(name: str, text: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(registry, "SUPPORTED_SERVICES", KNOWN_SERVICES)
     config = parse_text(text, "upstream-sample.cf", resolver=fake_resolver)
     assert config.settings.fallback is not None  # the uncommented global fallback=127.0.0.1:80

@@ -74,3 +74,38 @@ def test_stop_and_reload_of_a_stopped_instance(monkeypatch, tmp_path, capsys) ->
     assert cli.main(["/nonexistent/web.cf", "stop"]) == 0
     assert cli.main(["/nonexistent/web.cf", "reload"]) == 7
     assert "not running" in capsys.readouterr().err
+
+
+def test_check_config_is_delegated(tmp_path, capsys) -> None:
+    good = tmp_path / "good.cf"
+    good.write_text("virtual=10.0.0.1:80\n\treal=10.0.0.2:80 gate 2\n\tservice=http\n")
+    bad = tmp_path / "bad.cf"
+    bad.write_text("virtual=10.0.0.1:80\n\treal=10.0.0.2:80 gate heavy\n\tbogus=1\n")
+    assert cli.main(["check-config", str(good)]) == 0
+    assert "10.0.0.2" in capsys.readouterr().out
+    assert cli.main(["check-config", str(bad)]) == 1
+    captured = capsys.readouterr()
+    text = captured.out + captured.err
+    assert f"{bad}:2:" in text and f"{bad}:3:" in text
+
+
+def test_status_table_for_people() -> None:
+    live = {
+        "summary": "1/2 reals up in 1 virtual service", "ipvs": "netlink", "reload_errors": ["x.cf:3: bad"],
+        "virtuals": [{"virtual": "10.0.0.1:80", "service": "TCP 10.0.0.1:80", "fallback_active": False,
+                      "reals": [
+                          {"real": "10.0.0.2:80", "state": "up", "weight": 2, "since": 1.0e9,
+                           "consecutive_failures": 0, "last_detail": "HTTP 200, body matched",
+                           "last_latency": 0.0042, "maintenance": False},
+                          {"real": "10.0.0.3:80", "state": "down", "weight": None, "since": 1.0e9,
+                           "consecutive_failures": 4, "last_detail": "connection refused",
+                           "last_latency": None, "maintenance": False},
+                      ]}],
+    }
+    lines = cli.format_status(live).splitlines()
+    assert lines[0] == "1/2 reals up in 1 virtual service (IPVS table: netlink)"
+    assert lines[1] == "  last reload failed: x.cf:3: bad"
+    assert lines[2] == "  TCP 10.0.0.1:80"
+    assert "up" in lines[3] and "weight 2" in lines[3] and "(4.2 ms)" in lines[3]
+    assert "down" in lines[4] and "not in table" in lines[4] and "4 failures" in lines[4]
+    assert "connection refused" in lines[4]

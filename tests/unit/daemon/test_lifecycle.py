@@ -131,7 +131,9 @@ async def test_ready_after_first_round_then_stopping(tmp_path: Path, notify) -> 
     async with Harness(cfg, notifier) as h:
         assert messages(sock) == [{"READY": "1", "STATUS": "2/2 reals up in 1 virtual service"}]
         change = StateChange("127.0.0.1:80", "127.0.0.3:80", "negotiate http", False, "HTTP 500")
-        h.engines[0].on_change(change)
+        for _ in range(50):  # a burst of changes: one STATUS
+            h.engines[0].on_change(change)
+        await asyncio.sleep(0.3)
         assert messages(sock) == [{"STATUS": "2/2 reals up in 1 virtual service"}]
     assert h.engines[0].stopped
     assert messages(sock)[-1]["STOPPING"] == "1"
@@ -230,3 +232,43 @@ def test_summary_wording() -> None:
     snap = {"virtuals": [{"reals": [{"state": "up"}, {"state": "down"}]}, {"reals": [{"state": "up"}]}]}
     assert summary(snap) == "2/3 reals up in 2 virtual services"
     assert summary({"virtuals": []}) == "0/0 reals up in 0 virtual services"
+
+
+async def test_an_engine_failure_during_reload_keeps_the_daemon_running(tmp_path: Path, notify) -> None:
+    sock, notifier = notify
+    cfg = tmp_path / "web.cf"
+    write(cfg)
+    async with Harness(cfg, notifier) as h:
+        messages(sock)
+
+        async def refuse(config: Config) -> None:
+            raise RuntimeError("engine not running")
+
+        h.engines[0].reload = refuse  # type: ignore[method-assign]
+        before = h.daemon.config
+        write(cfg, autoreload="yes")
+        assert await h.daemon.reload() is False
+        assert h.daemon.config is before
+        assert "could not be applied: engine not running" in h.daemon.reload_error[0]
+        assert "reload failed" in messages(sock)[-1]["STATUS"]
+        h.engines[0].reload = FakeEngine.reload.__get__(h.engines[0])  # type: ignore[method-assign]
+        assert await h.daemon.reload() is True  # the reload loop is still alive for the next one
+
+
+async def test_a_reload_before_the_first_round_does_not_claim_readiness(tmp_path: Path, notify) -> None:
+    sock, notifier = notify
+    cfg = tmp_path / "web.cf"
+    write(cfg)
+    harness = Harness(cfg, notifier)
+    task = asyncio.create_task(harness.daemon.run())
+    await asyncio.sleep(0)  # run() has started; the first round (50 ms) is not done
+    await asyncio.sleep(0.01)
+    assert not harness.daemon.ready.is_set()
+    assert await harness.daemon.reload() is True
+    sent = messages(sock)
+    assert all("READY" not in m for m in sent)
+    async with asyncio.timeout(5):
+        await harness.daemon.ready.wait()
+    assert messages(sock)[-1]["READY"] == "1"
+    harness.daemon.request_stop()
+    assert await task == 0

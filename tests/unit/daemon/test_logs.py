@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ def _reset_masker():
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
         handler.close()
+    logger.propagate = True  # configure() turned it off; other tests read records through caplog
 
 
 class Capture(logging.Handler):
@@ -35,14 +37,23 @@ def test_choose_target_follows_ldirectord_and_systemd() -> None:
     assert logs.choose_target(True, "/var/log/ldirectord.log", False) == logs.LogTarget(stderr=True)
     assert logs.choose_target(False, "local0", False) == logs.LogTarget(logfile="local0")
     assert logs.choose_target(False, "/var/log/ldirectord.log", True) == logs.LogTarget(journal=True)
-    # An explicit logfile is kept under systemd; -d adds stderr.
+    # An explicit logfile is kept under systemd; -d adds no stderr copy (stderr is the journal there).
     assert logs.choose_target(True, "/var/log/lvs.log", True) == logs.LogTarget(
-        stderr=True, journal=True, logfile="/var/log/lvs.log"
+        journal=True, logfile="/var/log/lvs.log"
     )
 
 
-def test_under_journald_needs_journal_stream() -> None:
+def test_under_journald_needs_journal_stream_to_be_our_stderr(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(logs, "JOURNAL_SOCKET", str(tmp_path))  # journald's socket "exists"
     assert not logs.under_journald({})
+    with open(tmp_path / "stream", "w") as stream:
+        st = os.fstat(stream.fileno())
+        ours = f"{st.st_dev}:{st.st_ino}"
+        assert logs.under_journald({"JOURNAL_STREAM": ours}, stderr_fd=stream.fileno())
+        # Inherited from a parent service, but our stderr is something else: not the journal.
+        assert not logs.under_journald({"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino + 1}"},
+                                       stderr_fd=stream.fileno())
+        assert not logs.under_journald({"JOURNAL_STREAM": "junk"}, stderr_fd=stream.fileno())
 
 
 def test_logfile_path_gets_lines(tmp_path: Path) -> None:

@@ -1,0 +1,88 @@
+"""The engine's events become log records with journald fields; failures at start and reload are clear."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from healthd.checks.spec import Outcome
+from healthd.config import parse_text
+from healthd.daemon import run
+from healthd.daemon.engine_adapter import EngineAdapter
+from healthd.daemon.lifecycle import StateChange
+from healthd.engine import events
+from healthd.engine.health import State
+from healthd.ipvs.backend import Unavailable
+from healthd.ipvs.memory import MemoryTable
+
+CONFIG = """\
+virtual=10.0.0.1:80
+\treal=10.0.0.2:80 gate 2
+\tservice=http
+"""
+
+
+@pytest.fixture
+def adapter():
+    config = parse_text(CONFIG, "/etc/ha.d/test.cf")
+    changes: list[StateChange] = []
+    return EngineAdapter(config, MemoryTable(), changes.append), changes, config
+
+
+def test_real_changes_become_state_changes(adapter) -> None:
+    engine, changes, config = adapter
+    virtual = config.virtuals[0]
+    real = virtual.reals[0]
+    outcome = Outcome(False, "connection refused", 0.001)
+    engine._on_event(events.RealChanged(virtual, real, real.check, State.UNKNOWN, State.DOWN, outcome, 0.0))
+    engine._on_event(events.RealChanged(virtual, real, real.check, State.DOWN, State.UP,
+                                        Outcome(True, "HTTP 200", 0.001), 1.0))
+    engine._on_event(events.RealChanged(virtual, real, real.check, State.UP, State.UNKNOWN, None, 2.0))
+    assert changes == [
+        StateChange("10.0.0.1:80", "10.0.0.2:80", "negotiate http 10.0.0.2:80", False, "connection refused",
+                    first=True),
+        StateChange("10.0.0.1:80", "10.0.0.2:80", "negotiate http 10.0.0.2:80", True, "HTTP 200"),
+    ]
+
+
+def test_other_events_are_logged(adapter, caplog) -> None:
+    engine, _changes, config = adapter
+    virtual = config.virtuals[0]
+    caplog.set_level(logging.INFO, logger="healthd")
+    engine._on_event(events.FallbackChanged(virtual, True))
+    engine._on_event(events.SyncFailed("netlink: permission denied"))
+    engine._on_event(events.Notice("maintenancedir /x is unreadable"))
+    engine._on_event(events.CommandFinished(virtual, ("/bin/fb", "start"), 3, "", None))
+    text = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert ("WARNING", "no real server of 10.0.0.1:80 is up: the fallback server takes the traffic") in text
+    assert ("ERROR", "cannot update the IPVS table (will retry): netlink: permission denied") in text
+    assert ("WARNING", "maintenancedir /x is unreadable") in text
+    assert ("WARNING", "fallbackcommand /bin/fb start for 10.0.0.1:80 failed: exit status 3") in text
+    assert caplog.records[0].VIRTUAL == "10.0.0.1:80"
+
+
+def test_snapshot_is_plain_json(adapter) -> None:
+    import json
+
+    engine, _changes, _config = adapter
+    snap = engine.snapshot()
+    json.dumps(snap)
+    assert snap["virtuals"][0]["reals"][0]["real"] == "10.0.0.2:80"
+    assert snap["virtuals"][0]["reals"][0]["state"] == "unknown"
+
+
+async def test_no_kernel_ipvs_is_a_clear_error_suggesting_memory(monkeypatch, caplog) -> None:
+    async def unavailable(kind: str):
+        raise Unavailable("the kernel has no IPVS (ip_vs module not loaded?)")
+
+    monkeypatch.setattr("healthd.daemon.wiring.make_backend", unavailable)
+    caplog.set_level(logging.INFO, logger="healthd")
+    reports: list[str] = []
+    config = parse_text(CONFIG, "/etc/ha.d/test.cf")
+    code = await run._main(config, ipvs="netlink", notifier=run.Notifier({}), report=reports.append)
+    assert code == 1
+    assert reports == [
+        "cannot open the netlink IPVS table: the kernel has no IPVS (ip_vs module not loaded?)"
+    ]
+    assert "start it with --ipvs memory" in caplog.text
