@@ -247,7 +247,7 @@ class _Builder:
         if port == 0 and vc.fwmark is None:
             port = vc.port  # ipvsadm gives a real without a port the virtual's port
         addresses = [first]
-        if last is not None:
+        if rl.last is not None and last is not None:
             lo, hi = int(ipaddress.IPv4Address(first)), int(ipaddress.IPv4Address(last))
             if lo > hi:
                 self.error(setting.line, f"the range {rl.first.host}->{rl.last.host} runs backwards: "
@@ -258,7 +258,7 @@ class _Builder:
                                          f"addresses (at most {MAX_RANGE}): {quote(setting.text)}")
                 return []
             addresses = [str(ipaddress.IPv4Address(i)) for i in range(lo, hi + 1)]
-        if (vc.fwmark is None and rl.forward != "masq" and port != vc.port):
+        if vc.fwmark is None and rl.forward != "masq" and port != vc.port:
             self.warn(setting.line, f"{rl.forward} cannot map ports: IPVS sends to port {vc.port} of "
                                     f"the real server, not {port}; use masq to map ports")
         reals = []

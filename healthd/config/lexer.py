@@ -9,7 +9,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_STATEMENT = re.compile(r"([A-Za-z][A-Za-z0-9_-]*)\s*(?:=\s*(.*?))?\s*")
+# Applied to a stripped line, so a greedy value has no trailing blanks to give back
+# (a lazy value followed by \s* would backtrack quadratically on long lines).
+_STATEMENT = re.compile(r"([A-Za-z][A-Za-z0-9_-]*)\s*(?:=\s*(.*))?")
 
 
 @dataclass(frozen=True, slots=True)

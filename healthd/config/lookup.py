@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import queue
 import socket
+import threading
 from collections.abc import Callable
 
 from healthd.config.defaults import SERVICE_PORTS
@@ -32,15 +34,27 @@ def find_config(name: str | None = None, dirs: tuple[str, ...] = CONFIG_DIRS) ->
     raise ConfigError([ConfigIssue(wanted, 0, f"configuration file not found (looked for {looked})")])
 
 
+RESOLVE_TIMEOUT = 5.0  # seconds one name may take; a dead DNS server must not hang a (re)load
+
+
 def system_resolver(host: str, family: int) -> str | None:
+    """The first address of `family` for `host` (getaddrinfo), None if none within RESOLVE_TIMEOUT."""
     af = socket.AF_INET6 if family == 6 else socket.AF_INET
+    answer: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+
+    def ask() -> None:
+        try:
+            infos = socket.getaddrinfo(host, None, af, socket.SOCK_STREAM)
+            answer.put(ipaddress.ip_address(str(infos[0][4][0]).split("%")[0]).compressed if infos else None)
+        except (OSError, UnicodeError, ValueError):
+            answer.put(None)
+
+    # getaddrinfo cannot be cancelled; a daemon thread lets a stuck lookup be abandoned.
+    threading.Thread(target=ask, name=f"resolve {host[:40]}", daemon=True).start()
     try:
-        infos = socket.getaddrinfo(host, None, af, socket.SOCK_STREAM)
-    except (OSError, UnicodeError, ValueError):
+        return answer.get(timeout=RESOLVE_TIMEOUT)
+    except queue.Empty:
         return None
-    for info in infos:
-        return ipaddress.ip_address(str(info[4][0]).split("%")[0]).compressed
-    return None
 
 
 def literal_ip(host: str, family: int) -> str | None:

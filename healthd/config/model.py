@@ -55,6 +55,8 @@ class Virtual:
     schedflags: tuple[str, ...] = ()  # as written, e.g. ("flag-1",) or ("sh-fallback",)
     ops: bool = False
     reals: tuple[Real, ...] = ()
+    # Effective values: the section's own, else the global one (fallback: its port
+    # defaults to the virtual's), so that later layers never look at GlobalSettings.
     fallback: Fallback | None = None
     fallbackcommand: str | None = None
     quiescent: bool = False
