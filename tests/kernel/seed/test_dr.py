@@ -12,7 +12,8 @@ from tests.kernel.seed.director import Healthd, dests_of, format_table
 from tests.kernel.seed.seedconf import seed_config
 from tests.kernel.seed.topology import DR_REALS, DR_VIP, SeedLab, alternates, fetch, tally
 
-pytestmark = [pytest.mark.kernel, pytest.mark.root]
+# healthd starts slowly on the VM's emulated CPU (tens of seconds): more than the default 120 s per test.
+pytestmark = [pytest.mark.kernel, pytest.mark.root, pytest.mark.timeout(400)]
 
 REQUESTS = 8
 SERVICE = f"TCP {DR_VIP}:80 wrr"

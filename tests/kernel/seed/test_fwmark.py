@@ -20,7 +20,8 @@ from tests.kernel.seed.director import Healthd, dests_of, format_table
 from tests.kernel.seed.seedconf import seed_config
 from tests.kernel.seed.topology import DR_REALS, DR_VIP, SeedLab, fetch_urls, tally
 
-pytestmark = [pytest.mark.kernel, pytest.mark.root]
+# healthd starts slowly on the VM's emulated CPU (tens of seconds): more than the default 120 s per test.
+pytestmark = [pytest.mark.kernel, pytest.mark.root, pytest.mark.timeout(400)]
 
 REQUESTS_PER_CLIENT = 6  # alternating ports 80 and 443
 SERVICE = "FWM 99 rr persistent 360"

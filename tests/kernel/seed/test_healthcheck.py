@@ -33,7 +33,8 @@ from tests.kernel.seed.topology import (
     wait_for,
 )
 
-pytestmark = [pytest.mark.kernel, pytest.mark.root]
+# healthd starts slowly on the VM's emulated CPU (tens of seconds): more than the default 120 s per test.
+pytestmark = [pytest.mark.kernel, pytest.mark.root, pytest.mark.timeout(400)]
 
 REQUESTS = 6
 SERVICE = f"TCP {DR_VIP}:80 wrr"
