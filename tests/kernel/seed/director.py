@@ -18,6 +18,10 @@ from pathlib import Path
 
 from tests.kernel.seed.topology import Host, stop_process, wait_for
 
+# Seconds to wait for healthd's first full table: its start (imports, first checks) takes
+# 25-55 s on the VM's emulated CPU when the machine is busy.
+STARTUP = 180
+
 
 @dataclass(frozen=True)
 class Destination:

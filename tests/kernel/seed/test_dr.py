@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.kernel.seed.director import Healthd, dests_of, format_table
+from tests.kernel.seed.director import STARTUP, Healthd, dests_of, format_table
 from tests.kernel.seed.seedconf import seed_config
 from tests.kernel.seed.topology import DR_REALS, DR_VIP, SeedLab, alternates, fetch, tally
 
@@ -31,7 +31,9 @@ def test_dr_wrr_alternates_between_the_two_sites(
     config = tmp_path / "seed-dr.cf"
     config.write_text(seed_config("seed-dr.cf", SEED_ADDRESSES))
     with Healthd(seed.director, config) as healthd:
-        table = healthd.wait_table(lambda t: len(dests_of(t, SERVICE)) == 2, 90, "DR service with both reals")
+        table = healthd.wait_table(
+            lambda t: len(dests_of(t, SERVICE)) == 2, STARTUP, "DR service with both reals"
+        )
         ready = time.monotonic() - healthd.started
         dests = dests_of(table, SERVICE)
         assert {(d.forward, d.weight) for d in dests.values()} == {("Route", 1)}, table

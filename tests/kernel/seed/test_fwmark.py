@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.kernel.seed.director import Healthd, dests_of, format_table
+from tests.kernel.seed.director import STARTUP, Healthd, dests_of, format_table
 from tests.kernel.seed.seedconf import seed_config
 from tests.kernel.seed.topology import DR_REALS, DR_VIP, SeedLab, fetch_urls, tally
 
 # healthd starts slowly on the VM's emulated CPU (tens of seconds): more than the default 120 s per test.
 pytestmark = [pytest.mark.kernel, pytest.mark.root, pytest.mark.timeout(400)]
 
-REQUESTS_PER_CLIENT = 6  # alternating ports 80 and 443
+REQUESTS_PER_CLIENT = 10  # alternating ports 80 and 443
 SERVICE = "FWM 99 rr persistent 360"
 SEED_ADDRESSES = {
     "172.17.111.111": DR_VIP,
@@ -52,7 +52,9 @@ def test_fwmark_99_keeps_each_client_on_one_real_across_both_ports(
     # The seed's mangle lines sit in the file's comments; they move with the VIP too.
     config.write_text(seed_config("seed-fwmark-persistent.cf", SEED_ADDRESSES))
     with Healthd(seed.director, config) as healthd:
-        table = healthd.wait_table(lambda t: len(dests_of(t, SERVICE)) == 2, 90, "FWM 99 with both reals")
+        table = healthd.wait_table(
+            lambda t: len(dests_of(t, SERVICE)) == 2, STARTUP, "FWM 99 with both reals"
+        )
         ready = time.monotonic() - healthd.started
         assert {(d.forward, d.weight) for d in dests_of(table, SERVICE).values()} == {("Route", 1)}, table
 

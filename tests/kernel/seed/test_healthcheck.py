@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.kernel.seed.director import Healthd, Table, dests_of, format_table
+from tests.kernel.seed.director import STARTUP, Healthd, Table, dests_of, format_table
 from tests.kernel.seed.seedconf import add_real, seed_config, set_global
 from tests.kernel.seed.topology import (
     DR_DIP,
@@ -99,7 +99,7 @@ def watched_lab(dr_lab: SeedLab, tmp_path_factory: pytest.TempPathFactory) -> It
     config.write_text(healthcheck_config())
     try:
         with Healthd(dr_lab.director, config) as healthd:
-            healthd.wait_table(lambda t: weights(t) == BASELINE, 120, "both reals at weight 2")
+            healthd.wait_table(lambda t: weights(t) == BASELINE, STARTUP, "both reals at weight 2")
             yield Watched(dr_lab, healthd, time.monotonic() - healthd.started)
     finally:
         dr_lab.reset()

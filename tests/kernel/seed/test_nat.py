@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.kernel.seed.director import Healthd, dests_of, format_table
+from tests.kernel.seed.director import STARTUP, Healthd, dests_of, format_table
 from tests.kernel.seed.seedconf import seed_config
 from tests.kernel.seed.topology import NAT_REALS, NAT_VIP, SeedLab, alternates, fetch, tally
 
@@ -36,7 +36,7 @@ def test_nat_wrr_alternates_between_the_two_sites(
     )
     with Healthd(seed.director, config) as healthd:
         table = healthd.wait_table(
-            lambda t: len(dests_of(t, SERVICE)) == 2, 90, "NAT service with both reals"
+            lambda t: len(dests_of(t, SERVICE)) == 2, STARTUP, "NAT service with both reals"
         )
         ready = time.monotonic() - healthd.started
         dests = dests_of(table, SERVICE)
