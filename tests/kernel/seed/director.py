@@ -75,6 +75,7 @@ class Healthd:
         self.log = config.with_suffix(".log")
         self.started = 0.0
         self.process: subprocess.Popen[str] | None = None
+        self.exit_status: int | None = None
         # every table read, with its monotonic time: lets a test prove what never happened
         self.history: list[tuple[float, Table]] = []
 
@@ -90,7 +91,11 @@ class Healthd:
         self.stop()
 
     def stop(self) -> int | None:
-        return stop_process(self.process) if self.process else None
+        """SIGTERM, as `systemctl stop healthd` sends it; healthd's exit status (None if it never ended)."""
+        if self.process is None:
+            return None
+        self.exit_status = stop_process(self.process)
+        return self.exit_status
 
     def reload(self) -> None:
         """SIGHUP, as `systemctl reload healthd` sends it."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.kernel.seed.director import STARTUP, Healthd, dests_of, format_table
+from tests.kernel.seed.director import STARTUP, Healthd, dests_of, format_table, read_table
 from tests.kernel.seed.seedconf import seed_config
 from tests.kernel.seed.topology import DR_REALS, DR_VIP, SeedLab, alternates, fetch, tally
 
@@ -42,8 +42,12 @@ def test_dr_wrr_alternates_between_the_two_sites(
         bodies = fetch(seed.client, f"http://{seed.vip}/index.html", REQUESTS)
     assert sorted(bodies) == sorted(["real1", "real2"] * (REQUESTS // 2)), bodies
     assert alternates(bodies), bodies
+    # Stopped with SIGTERM, healthd exits cleanly and (cleanstop=yes, the default) removes its service.
+    assert healthd.exit_status == 0, healthd.log_tail()
+    assert read_table(seed.director) == {}, read_table(seed.director)
     report(
         f"requests per real: {tally(bodies)} (sequence {' '.join(bodies)})",
         f"healthd start to both reals in the table: {ready:.1f} s",
         *format_table(table),
+        "healthd stopped (SIGTERM): exit 0, service removed (cleanstop=yes)",
     )
