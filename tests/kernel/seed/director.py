@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,7 @@ class Destination:
 
 # service line as ipvsadm prints it, spaces collapsed ("TCP 10.99.1.117:80 wrr") -> its destinations
 Table = dict[str, tuple[Destination, ...]]
+TablePredicate = Callable[[Table], object]
 
 
 def parse_ipvsadm(text: str) -> Table:
@@ -131,7 +133,7 @@ class Healthd:
         if self.process is not None and self.process.poll() is not None:
             raise AssertionError(f"healthd exited {self.process.returncode}:\n{self.log_tail()}")
 
-    def hold(self, predicate, seconds: float, what: str) -> int:  # type: ignore[no-untyped-def]
+    def hold(self, predicate: TablePredicate, seconds: float, what: str) -> int:
         """Read the table for `seconds`, failing as soon as `predicate(table)` is false; the reads made."""
         deadline, reads = time.monotonic() + seconds, 0
         while time.monotonic() < deadline:
@@ -145,7 +147,7 @@ class Healthd:
         """The tables read at or after monotonic time `start`."""
         return [table for when, table in self.history if when >= start]
 
-    def wait_table(self, predicate, timeout: float, what: str) -> Table:  # type: ignore[no-untyped-def]
+    def wait_table(self, predicate: TablePredicate, timeout: float, what: str) -> Table:
         """Poll `ipvsadm -Ln` until `predicate(table)` holds; fail with the table and healthd's log if not."""
         last: list[Table] = [{}]
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.kernel.seed.director import STARTUP, Healthd, Table, dests_of, format_table
+from tests.kernel.seed.director import STARTUP, Healthd, Table, TablePredicate, dests_of, format_table
 from tests.kernel.seed.seedconf import add_real, seed_config, set_global
 from tests.kernel.seed.topology import (
     DR_DIP,
@@ -75,9 +75,9 @@ class Watched:
     healthd: Healthd
     startup: float  # seconds from starting healthd to the first full table
 
-    def configure(self, **edits: object) -> None:
-        """Write the config with `edits` (see healthcheck_config) and SIGHUP, as an operator would."""
-        text = healthcheck_config(**edits)  # type: ignore[arg-type]
+    def configure(self, **globals_: str) -> None:
+        """Write the seed's config with these global directives and SIGHUP, as an operator would."""
+        text = healthcheck_config(**globals_)
         if self.healthd.config.read_text() != text:
             self.healthd.config.write_text(text)
             self.healthd.reload_and_wait()
@@ -111,7 +111,7 @@ def watched(watched_lab: Watched) -> Watched:
     return watched_lab
 
 
-def timed(healthd: Healthd, predicate, what: str) -> tuple[float, Table]:  # type: ignore[no-untyped-def]
+def timed(healthd: Healthd, predicate: TablePredicate, what: str) -> tuple[float, Table]:
     """Seconds until the table satisfies `predicate`, and that table."""
     start = time.monotonic()
     table = healthd.wait_table(predicate, 60, what)

@@ -17,10 +17,13 @@ import signal
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 _lab_numbers = itertools.count(1)
+T = TypeVar("T")
 
 
 class LabError(RuntimeError):
@@ -247,7 +250,7 @@ def stop_process(proc: subprocess.Popen[str], grace: float = 5) -> int | None:
     return proc.returncode
 
 
-def wait_for(predicate, timeout: float, interval: float = 0.2):  # type: ignore[no-untyped-def]
+def wait_for(predicate: Callable[[], T], timeout: float, interval: float = 0.2) -> T:
     """Poll `predicate` until it returns something truthy; that value, or None at the deadline."""
     deadline = time.monotonic() + timeout
     while True:
