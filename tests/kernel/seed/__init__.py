@@ -1,0 +1,1 @@
+"""The seed's LVS lab (NAT, DR, fwmark persistence, health checks) rebuilt in network namespaces."""
