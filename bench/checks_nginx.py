@@ -8,7 +8,9 @@ never the bottleneck of a measurement of the checker's cost.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -70,10 +72,12 @@ def loopback_addresses(count: int, first_octet: int = 77) -> list[str]:
 
 @contextlib.contextmanager
 def nginx(addresses: list[str], port: int, workers: int = 1,
-          tls: tuple[bytes, bytes] | None = None) -> Iterator[None]:
-    """nginx answering `GET /` with 200 on every address:port until the block ends.
+          tls: tuple[bytes, bytes] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """nginx answering `GET /` with 200 on every address:port until the block ends; yields its master.
 
     With `tls` (PEM certificate chain, PEM key), HTTPS is served on port + 1 as well.
+    It runs in its own process group, so that a benchmark can SIGSTOP or SIGKILL
+    master and workers together to make its reals hang or refuse.
     """
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     with tempfile.TemporaryDirectory(prefix="healthd-bench-nginx-") as root:
@@ -88,27 +92,27 @@ def nginx(addresses: list[str], port: int, workers: int = 1,
         conf = Path(root, "nginx.conf")
         conf.write_text(_CONF.format(root=root, listens=listens, workers=workers, tls_server=tls_server))
         proc = subprocess.Popen([binary, "-c", str(conf), "-e", f"{root}/error.log"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
         try:
-            _wait_listening(addresses[0], port, proc)
-            yield
+            _wait_listening(addresses, port, proc)
+            yield proc
         finally:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGCONT)
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
-def _wait_listening(address: str, port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            err = proc.stderr.read().decode() if proc.stderr else ""
-            raise RuntimeError(f"nginx exited with status {proc.returncode}: {err.strip()}")
-        with socket.socket() as s:
-            if s.connect_ex((address, port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"nginx did not listen on {address}:{port} within 10 s")
+def _wait_listening(addresses: list[str], port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    for address in (addresses[0], addresses[-1]):
+        while True:
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode() if proc.stderr else ""
+                raise RuntimeError(f"nginx exited with status {proc.returncode}: {err.strip()}")
+            with socket.socket() as s:
+                if s.connect_ex((address, port)) == 0:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nginx did not listen on {address}:{port} within 30 s")
+            time.sleep(0.05)

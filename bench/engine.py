@@ -26,20 +26,15 @@ import contextlib
 import gc
 import os
 import resource
-import shutil
 import signal
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.checks_nginx import loopback_addresses
+from bench.checks_nginx import loopback_addresses, nginx
 from healthd.checks.registry import CheckRunner
 from healthd.checks.spec import CheckSpec, Outcome
 from healthd.config import parse_text
@@ -53,65 +48,6 @@ from healthd.ipvs.reconcile import Reconciler
 PORT = 18990
 REALS_PER_VIRTUAL = 100
 VICTIMS = 5  # of each kind
-
-_NGINX = """\
-worker_processes 1;
-daemon off;
-pid {root}/nginx.pid;
-error_log {root}/error.log crit;
-worker_rlimit_nofile 65536;
-events {{ worker_connections 16384; multi_accept on; }}
-http {{
-    access_log off;
-    keepalive_timeout 0;
-    client_body_temp_path {root}/body;
-    proxy_temp_path {root}/proxy;
-    fastcgi_temp_path {root}/fastcgi;
-    uwsgi_temp_path {root}/uwsgi;
-    scgi_temp_path {root}/scgi;
-    server {{
-{listens}
-        location / {{ return 200 "healthd bench: ok\\n"; }}
-    }}
-}}
-"""
-
-
-@contextlib.contextmanager
-def nginx(addresses: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
-    """An nginx answering 200 on every address:port; yields its process (the master)."""
-    binary = shutil.which("nginx") or "/usr/sbin/nginx"
-    with tempfile.TemporaryDirectory(prefix="healthd-bench-engine-") as root:
-        listens = "\n".join(f"        listen {a}:{port} backlog=4096;" for a in addresses)
-        conf = Path(root, "nginx.conf")
-        conf.write_text(_NGINX.format(root=root, listens=listens))
-        # its own process group, so that SIGSTOP/SIGKILL reach master and worker together
-        proc = subprocess.Popen([binary, "-c", str(conf), "-e", f"{root}/error.log"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-        try:
-            _wait_listening(addresses, port, proc)
-            yield proc
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGCONT)
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-def _wait_listening(addresses: list[str], port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    for address in (addresses[0], addresses[-1]):
-        while True:
-            if proc.poll() is not None:
-                err = proc.stderr.read().decode() if proc.stderr else ""
-                raise RuntimeError(f"nginx exited with status {proc.returncode}: {err.strip()}")
-            with socket.socket() as s:
-                if s.connect_ex((address, port)) == 0:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"nginx did not listen on {address}:{port} within 30 s")
-            time.sleep(0.05)
-
 
 def config_text(addresses: list[str], interval: float, timeout: float) -> str:
     out = [f"checkinterval={interval:g}", f"checktimeout={timeout:g}", "failurecount=1", "quiescent=no", ""]
