@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import hashlib
 import json
 import lzma
 import os
@@ -42,6 +43,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+SHARED = REPO.parent / "shared"  # the project's reference material, read by some kernel tests
 KERNEL_META = "linux-image-amd64"
 BOOT_MODULES = ["virtio_pci", "9pnet_virtio", "9p", "overlay", "virtio_console"]
 SCHEDULERS = ("rr", "wrr", "wlc", "lc", "sh", "dh", "lblc", "lblcr", "sed", "nq", "mh", "fo", "ovf")
@@ -185,6 +187,12 @@ mount -t tmpfs tmpfs $R/run
 mount -t tmpfs tmpfs $R/tmp
 mkdir -p "$R$VM_REPO" $R/run/vmctl /lib/modules $R/lib/modules
 mount -t 9p -o "$O" repo "$R$VM_REPO" || die "cannot mount the checkout"
+# The project's reference material beside the checkout (../shared), mounted on its own so that
+# it stays visible when the checkout lives under /tmp (hidden by the tmpfs above), as in CI.
+if [ -n "$VM_SHARED" ]; then
+    mkdir -p "$R$VM_SHARED"
+    mount -t 9p -o "$O,ro" shared "$R$VM_SHARED" || die "cannot mount $VM_SHARED"
+fi
 mount --bind /ctl $R/run/vmctl
 mount --bind "$R$VM_MODULES" /lib/modules
 mount --bind "$R$VM_MODULES" $R/lib/modules
@@ -211,6 +219,11 @@ def module_files(root: Path, kver: str, names: list[str]) -> list[Path]:
             if ko not in files:
                 files.append(ko)
     return files
+
+
+def _cache_key() -> str:
+    """The boot files' format: rebuilt when the layout or the guest's /init changes."""
+    return f"{CACHE_FORMAT}-{hashlib.sha256(INIT.encode()).hexdigest()[:12]}"
 
 
 def build_initramfs(root: Path, kver: str, out: Path) -> None:
@@ -248,7 +261,7 @@ def prepare() -> dict[str, str]:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if meta_file.exists():
             meta = json.loads(meta_file.read_text())
-            if meta.get("format") == CACHE_FORMAT and all(Path(meta[k]).exists()
+            if meta.get("format") == _cache_key() and all(Path(meta[k]).exists()
                                                          for k in ("vmlinux", "initramfs", "modules")):
                 return meta
         for tool in ("qemu-system-x86_64", "apt-get", "dpkg", "depmod", "modprobe"):
@@ -260,7 +273,7 @@ def prepare() -> dict[str, str]:
         extract_vmlinux(root / "boot" / f"vmlinuz-{kver}", vmlinux)
         initramfs = cache / f"initramfs-{kver}.cpio"
         build_initramfs(root, kver, initramfs)
-        meta = {"format": CACHE_FORMAT, "kver": kver, "vmlinux": str(vmlinux), "initramfs": str(initramfs),
+        meta = {"format": _cache_key(), "kver": kver, "vmlinux": str(vmlinux), "initramfs": str(initramfs),
                 "modules": str(root / "lib" / "modules")}
         meta_file.write_text(json.dumps(meta, indent=1))
         log(f"prepared kernel {kver} in {time.monotonic() - started:.1f} s")
@@ -293,7 +306,8 @@ def boot(meta: dict[str, str], cmd: list[str], env: dict[str, str], timeout: flo
         modules = Path(meta["modules"])
         (ctl / "env").write_text(
             f"VM_REPO={shlex.quote(str(REPO))}\nVM_MODULES={shlex.quote(str(modules))}\n"
-            f"VM_LOAD={shlex.quote(' '.join(IPVS_MODULES[1:]))}\n")
+            f"VM_LOAD={shlex.quote(' '.join(IPVS_MODULES[1:]))}\n"
+            f"VM_SHARED={shlex.quote(str(SHARED) if SHARED.is_dir() else '')}\n")
         (ctl / "cmd.sh").write_text(guest_script(cmd, env))
         console = ctl / "console.log"
         share = "security_model=none,multidevs=remap"
@@ -309,6 +323,8 @@ def boot(meta: dict[str, str], cmd: list[str], env: dict[str, str], timeout: flo
             "-device", "virtio-9p-pci,fsdev=ctl,mount_tag=ctl",
             "-fsdev", f"local,id=repo,path={REPO},{share}",
             "-device", "virtio-9p-pci,fsdev=repo,mount_tag=repo",
+            *(["-fsdev", f"local,id=shared,path={SHARED},readonly=on,{share}",
+               "-device", "virtio-9p-pci,fsdev=shared,mount_tag=shared"] if SHARED.is_dir() else []),
             "-device", "virtio-serial-pci",
             "-chardev", "stdio,id=out,signal=off", "-device", "virtconsole,chardev=out",
         ]
