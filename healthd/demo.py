@@ -16,7 +16,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from aiohttp import web
@@ -72,7 +72,7 @@ def render(table: Table) -> str:
     return "\n".join(lines)
 
 
-def free_port(addresses: tuple[str, ...]) -> int:
+def free_port(addresses: Sequence[str]) -> int:
     """A port free on every address (found on the first, confirmed on the rest)."""
     for _ in range(20):
         with socket.socket() as probe:

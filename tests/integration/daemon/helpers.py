@@ -47,21 +47,6 @@ class WebServer:
             await self._runner.cleanup()
 
 
-def free_port(addresses: list[str]) -> int:
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind((addresses[0], 0))
-            port = int(probe.getsockname()[1])
-        try:
-            for address in addresses[1:]:
-                with socket.socket() as other:
-                    other.bind((address, port))
-        except OSError:
-            continue
-        return port
-    raise OSError("no common free port")
-
-
 def config_text(vip: str, port: int, reals: list[str], *, weight: int = 2, head: str = "") -> str:
     lines = [
         "checktimeout=2", "checkinterval=1", "quiescent=no", head,

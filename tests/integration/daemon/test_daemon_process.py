@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from healthd.demo import free_port
 from tests.integration.daemon.helpers import (
     HEALTHD,
     Healthd,
     NotifySocket,
     WebServer,
     config_text,
-    free_port,
     reals_of,
 )
 

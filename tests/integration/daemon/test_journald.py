@@ -57,7 +57,8 @@ def test_state_changes_are_queryable_by_field(tmp_path) -> None:
 
 def test_the_daemon_logs_state_changes_to_journald(tmp_path) -> None:
     """`healthd start` under a journal stream: `journalctl REAL=...` shows each real's own history."""
-    from tests.integration.daemon.helpers import HEALTHD, config_text, free_port
+    from healthd.demo import free_port
+    from tests.integration.daemon.helpers import HEALTHD, config_text
 
     up, dead = "127.0.0.22", "127.0.0.23"
     port = free_port([up, dead])

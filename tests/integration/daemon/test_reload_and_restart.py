@@ -21,9 +21,10 @@ from healthd.config import load
 from healthd.daemon.lifecycle import Daemon
 from healthd.daemon.systemd import Notifier
 from healthd.daemon.wiring import engine_factory
+from healthd.demo import free_port
 from healthd.ipvs.memory import MemoryTable
 from healthd.ipvs.model import AddDest, AddService, DeleteDest, DeleteService, EditDest, Operation, Table
-from tests.integration.daemon.helpers import TinyWebFarm, free_port
+from tests.integration.daemon.helpers import TinyWebFarm
 
 
 class RecordingTable(MemoryTable):
