@@ -1,6 +1,9 @@
 """Negotiate check for service=ftp: log in, fetch `request` in passive mode, match its content to `receive`.
 
-Anonymous login unless `login` is set, as in ldirectord. Unlike ldirectord
+Anonymous login unless `login` is set, as in ldirectord. The file is fetched by
+its path from the server's root, as ldirectord does: it prepends "/" to every
+`request`, so request="welcome.msg" is `RETR /welcome.msg`, whatever the login
+directory. Unlike ldirectord
 (which ignores FTP errors and then matches an empty `receive` against nothing,
 so a dead server with no `receive` counts as up), every step must succeed.
 The data connection goes to the real's own address whatever PASV announces,
@@ -57,6 +60,11 @@ def credentials(spec: CheckSpec) -> tuple[str, str]:
     return "anonymous", spec.passwd or ANONYMOUS_PASSWORD
 
 
+def retr_path(request: str) -> str:
+    """The path sent in RETR: ldirectord's request, always absolute ("welcome.msg" -> "/welcome.msg")."""
+    return request if request.startswith("/") else "/" + request
+
+
 def content_matches(content: bytes, receive_re: str | None) -> bool:
     if receive_re is None:
         return True
@@ -110,7 +118,7 @@ async def _ftp(spec: CheckSpec, ctx: CheckContext) -> str:
         port = await _data_port(reader, writer)
         data_reader, data_writer = await asyncio.open_connection(spec.address, port)
         try:
-            path = spec.request or "/"
+            path = retr_path(spec.request)
             code, text = await _command(reader, writer, f"RETR {path}")
             if code not in (125, 150):
                 raise CheckFailed(f"FTP RETR {path} refused: {code} {excerpt(text)}")

@@ -368,7 +368,10 @@ def start_vsftpd(wd: Path) -> Daemon:
         pasv_max_port=0
         secure_chroot_dir={empty}
         run_as_launching_user=NO
-        xferlog_enable=NO
+        # the commands each client sent, in vsftpd.log (tests read which path RETR asked for)
+        xferlog_enable=YES
+        xferlog_std_format=NO
+        log_ftp_protocol=YES
         vsftpd_log_file={wd}/vsftpd.log
         seccomp_sandbox=NO
         """))

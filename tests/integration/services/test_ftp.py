@@ -34,6 +34,17 @@ async def test_anonymous_fetch_matches_up(vsftpd: servers.Daemon, ctx: CheckCont
     assert f"({len(servers.FTP_CONTENT)} bytes)" in out.detail
 
 
+async def test_relative_request_fetched_from_the_root_as_ldirectord(vsftpd: servers.Daemon,
+                                                                  ctx: CheckContext) -> None:
+    # ldirectord prepends "/" to request="health.txt" and fetches /health.txt; vsftpd's log shows the path
+    out = await ftp.check(ftp_spec(vsftpd.ports["ftp"], request=servers.FTP_FILE), ctx)
+    assert out.ok, out
+    assert f"FTP /{servers.FTP_FILE} fetched" in out.detail, out
+    log = (vsftpd.workdir / "vsftpd.log").read_text(errors="replace")
+    assert f'"RETR /{servers.FTP_FILE}"' in log, log[-2000:]
+    assert f'"RETR {servers.FTP_FILE}"' not in log, log[-2000:]
+
+
 async def test_explicit_anonymous_login_up(vsftpd: servers.Daemon, ctx: CheckContext) -> None:
     out = await ftp.check(ftp_spec(vsftpd.ports["ftp"], login="anonymous", passwd="ops@example"), ctx)
     assert out.ok, out

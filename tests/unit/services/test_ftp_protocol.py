@@ -61,3 +61,12 @@ def test_credentials(login: str, passwd: str, sent: tuple[str, str]) -> None:
 )
 def test_content_matches(content: bytes, receive_re: str | None, ok: bool) -> None:
     assert ftp.content_matches(content, receive_re) is ok
+
+
+@pytest.mark.parametrize(
+    ("request_", "path"),
+    [("welcome.msg", "/welcome.msg"), ("/welcome.msg", "/welcome.msg"), ("pub/a b.txt", "/pub/a b.txt"),
+     ("", "/"), ("/", "/")],
+)
+def test_retr_path_is_absolute_as_in_ldirectord(request_: str, path: str) -> None:
+    assert ftp.retr_path(request_) == path
