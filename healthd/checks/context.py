@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import ssl
 from dataclasses import dataclass, field
 
 from healthd.checks.icmp import Pinger
 from healthd.checks.poller import Poller
-
-
-def _unverified_tls() -> ssl.SSLContext:
-    # ldirectord does not verify real servers' certificates; healthd matches that by default.
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
+from healthd.checks.tls import TlsContexts
 
 
 @dataclass
 class CheckContext:
-    tls: ssl.SSLContext = field(default_factory=_unverified_tls)
+    # SSLContexts per TLS policy (healthd.checks.tls): built once, shared by the checks that use them
+    tls: TlsContexts = field(default_factory=TlsContexts)
     body_limit: int = 64 * 1024  # bytes of a response body read before deciding
     output_limit: int = 4 * 1024  # bytes of an external command's output kept (the rest is drained)
     kill_grace: float = 2.0  # seconds between SIGTERM and SIGKILL for an external command past its deadline

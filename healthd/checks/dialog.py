@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from healthd.checks.context import CheckContext
 from healthd.checks.spec import CheckSpec, Outcome
+from healthd.checks.tls import TlsSetupError, describe_error, policy_of
 
 LINE_LIMIT = 8192  # longest protocol line accepted from a server
 
@@ -46,29 +47,27 @@ async def bounded(spec: CheckSpec, dialogue: Callable[[], Awaitable[str]]) -> Ou
     except ConnectionResetError:
         return done(False, "connection reset by the server")
     except ssl.SSLError as exc:
-        return done(False, f"TLS failed: {getattr(exc, 'reason', None) or exc}")
+        return done(False, describe_error(exc))
+    except TlsSetupError as exc:
+        return done(False, str(exc))
     except OSError as exc:
         return done(False, f"network error: {exc.strerror or exc}")
     except (ValueError, UnicodeError) as exc:
         return done(False, f"unreadable reply: {exc}")
 
 
-def tls_server_name(spec: CheckSpec) -> str | None:
-    """SNI to send: `virtualhost` when set; none for a bare IP (TLS forbids IP literals in SNI)."""
-    return spec.virtualhost or None
-
-
 async def open_stream(
     spec: CheckSpec, ctx: CheckContext, tls: bool = False
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """TCP (optionally TLS from the first byte) to the check's target."""
+    """TCP (optionally TLS from the first byte, verified as spec.tls says) to the check's target."""
     if not tls:
         return await asyncio.open_connection(spec.address, spec.port, limit=LINE_LIMIT)
+    policy = policy_of(spec.service, spec.address, spec.virtualhost, spec.tls)
     return await asyncio.open_connection(
         spec.address,
         spec.port,
-        ssl=ctx.tls,
-        server_hostname=tls_server_name(spec) or "",
+        ssl=ctx.tls.context(policy),
+        server_hostname=policy.server_hostname or "",  # "": no SNI, and no name to check
         limit=LINE_LIMIT,
     )
 

@@ -23,7 +23,8 @@ parser (healthd.checks.httpparse).
 Behaviour (as ldirectord, with its weak spots fixed):
 - `httpmethod` (GET or HEAD) of `request` on address:port; Host is `virtualhost`, else the
   real's address (IPv6 in brackets, `:port` added when not the scheme's default).
-- https: TLS with SNI from `virtualhost`; certificates verified only if ctx.tls says so.
+- https: TLS as spec.tls says (healthd.checks.tls: by default the chain is verified and the
+  name is not, as Debian's ldirectord does); SNI from `virtualhost` (or `tlsname`).
 - http_proxy: the real is a proxy, so the request line carries an absolute URL: `request`
   itself when it is one (`http://www.example.com/`), else `http://HOST[:port]/request`.
 - Up when the final status is 2xx (redirects are not followed: a 3xx is down) and the
@@ -50,6 +51,7 @@ from healthd.checks.httpparse import ResponseParser, State
 from healthd.checks.poller import Poller
 from healthd.checks.receive import BadPattern, compiled, decode
 from healthd.checks.spec import CheckSpec, Outcome
+from healthd.checks.tls import TlsSetupError, describe_error, policy_of
 
 _LINGER_RST = struct.pack("ii", 1, 0)  # l_onoff=1, l_linger=0: close() sends RST, no TIME_WAIT
 _READ = select.EPOLLIN
@@ -115,7 +117,7 @@ class _Exchange:
     """
 
     __slots__ = ("decide_on_status", "fd", "handshaken", "incoming", "out", "outgoing", "parser", "poller",
-                 "reading", "request", "sock", "tls", "verdict", "writing")
+                  "reading", "request", "sock", "tls", "verdict", "writing")
 
     def __init__(self, poller: Poller, sock: socket.socket, request: bytes,
                  parser: ResponseParser, decide_on_status: bool, verdict: asyncio.Future[str | None],
@@ -204,7 +206,7 @@ class _Exchange:
             try:
                 data, eof = self._tls_receive(data)
             except ssl.SSLError as exc:
-                self._settle(_describe(exc))
+                self._settle(describe_error(exc))
                 return
             if not self.handshaken:
                 return
@@ -289,13 +291,18 @@ async def check(spec: CheckSpec, ctx: CheckContext) -> Outcome:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
         if spec.scheme == "https" or (not spec.scheme and spec.service == "https"):
+            policy = policy_of("https", spec.address, spec.virtualhost, spec.tls)
             exchange = _Exchange(ctx.poller, sock, request, parser, pattern is None, verdict,
-                                 ctx.tls, spec.virtualhost or spec.address)
+                                 ctx.tls.context(policy), policy.server_hostname)
         else:
             exchange = _Exchange(ctx.poller, sock, request, parser, pattern is None, verdict)
         exchange.start((spec.address, spec.port))
         failure = await verdict
-    except OSError as exc:  # ssl.SSLError is an OSError
+    except ssl.SSLError as exc:
+        failure = describe_error(exc)
+    except TlsSetupError as exc:
+        failure = str(exc)
+    except OSError as exc:
         failure = _describe(exc)
     finally:
         if exchange is not None:

@@ -3,8 +3,9 @@
 As in ldirectord: a simple bind when both `login` (a DN) and `passwd` are set,
 otherwise an anonymous bind; then a base-scope search of `request` for
 (objectClass=*) that must return exactly one entry, whose DN must match
-`receive` when it is set. ldaps speaks TLS from the first byte (certificate not
-verified, like every healthd check by default; `virtualhost` is sent as SNI).
+`receive` when it is set. ldaps speaks TLS from the first byte, verified as
+spec.tls says (healthd.checks.tls; by default not at all, as ldirectord's Net::LDAP;
+`virtualhost` is sent as SNI).
 
 ldap3 is a blocking library, so the dialogue runs in a worker thread; its
 connect and receive timeouts are set from the deadline, so the thread ends on
@@ -28,6 +29,7 @@ from ldap3.core.exceptions import LDAPException
 from healthd.checks.context import CheckContext
 from healthd.checks.dialog import CheckFailed, bounded, excerpt, strip_slash
 from healthd.checks.spec import CheckSpec, Outcome
+from healthd.checks.tls import policy_of
 
 # A silent server holds a thread for about one deadline; this many can hang at
 # once before a healthy check has to wait for a thread.
@@ -68,12 +70,28 @@ def judge_entries(dns: list[str], base: str, receive_re: str | None) -> str:
 # ---- the exchange (in a worker thread) -----------------------------------
 
 
-def _ldap_blocking(spec: CheckSpec) -> str:
+class _PolicyTls(ldap3.Tls):  # type: ignore[misc]
+    """ldap3's TLS hook, wrapping the socket with healthd's own SSLContext for the check's policy.
+
+    ldap3's own Tls always matches the certificate against the server's address once
+    any verification is on; healthd's policy (chain only, or a given name) needs the
+    context to decide, as for every other TLS check.
+    """
+
+    def __init__(self, context: ssl.SSLContext, server_hostname: str | None) -> None:
+        super().__init__()
+        self._context = context
+        self._server_hostname = server_hostname
+
+    def wrap_socket(self, connection: ldap3.Connection, do_handshake: bool = False) -> None:
+        connection.socket = self._context.wrap_socket(
+            connection.socket, server_side=False, do_handshake_on_connect=do_handshake,
+            server_hostname=self._server_hostname)
+
+
+def _ldap_blocking(spec: CheckSpec, tls: _PolicyTls | None) -> str:
     # ldap3 packs the receive timeout as a C long: whole seconds, rounded up.
     timeout = max(1, math.ceil(spec.deadline))
-    tls = None
-    if spec.service == "ldaps":
-        tls = ldap3.Tls(validate=ssl.CERT_NONE, sni=spec.virtualhost or None)
     server = ldap3.Server(
         spec.address, port=spec.port, use_ssl=spec.service == "ldaps", tls=tls,
         connect_timeout=timeout, get_info=ldap3.NONE,
@@ -115,10 +133,14 @@ def _ldap_blocking(spec: CheckSpec) -> str:
             conn.unbind()
 
 
-async def _ldap(spec: CheckSpec) -> str:
+async def _ldap(spec: CheckSpec, ctx: CheckContext) -> str:
     # An empty base (the default request "/") reads the root DSE, as ldirectord does.
+    tls = None
+    if spec.service == "ldaps":
+        policy = policy_of(spec.service, spec.address, spec.virtualhost, spec.tls)
+        tls = _PolicyTls(ctx.tls.context(policy), policy.server_hostname)
     try:
-        return await asyncio.get_running_loop().run_in_executor(_pool, _ldap_blocking, spec)
+        return await asyncio.get_running_loop().run_in_executor(_pool, _ldap_blocking, spec, tls)
     except (CheckFailed, OSError):
         raise
     except Exception as exc:
@@ -128,4 +150,4 @@ async def _ldap(spec: CheckSpec) -> str:
 
 async def check(spec: CheckSpec, ctx: CheckContext) -> Outcome:
     """Negotiate check for service=ldap/ldaps; never raises for a server's behaviour."""
-    return await bounded(spec, lambda: _ldap(spec))
+    return await bounded(spec, lambda: _ldap(spec, ctx))

@@ -11,6 +11,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from healthd.checks.tls import TlsPolicy
+
 
 class CheckType(enum.StrEnum):
     """ldirectord's `checktype`; a numeric checktype becomes NEGOTIATE with connect_every > 0."""
@@ -71,6 +73,9 @@ class CheckSpec:
     # (VIP or fwmark, VPORT, RIP, RPORT); IPv6 addresses in brackets. Empty otherwise,
     # so that identical non-external checks on different virtuals share one identity.
     command_args: tuple[str, ...] = ()
+    # TLS services (https, pops, imaps, ldaps): what to verify, resolved from the tls* directives
+    # (healthd.checks.tls); None for the others, and for a spec built without the config layer.
+    tls: TlsPolicy | None = None
 
     @property
     def deadline(self) -> float:

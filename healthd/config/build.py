@@ -14,12 +14,14 @@ from typing import Any
 
 from healthd.checks import registry
 from healthd.checks.spec import CheckSpec, CheckType
+from healthd.checks.tls import TLS_SERVICES
 from healthd.config import defaults
 from healthd.config.lexer import quote
 from healthd.config.lookup import Resolver, is_ip, resolve_host, resolve_port
 from healthd.config.model import Config, ConfigIssue, Fallback, GlobalSettings, Real, Virtual
 from healthd.config.parser import Draft, Section, Setting
 from healthd.config.regex import PerlRegexError, translate
+from healthd.config.tls import PolicyBuilder
 from healthd.config.values import FallbackLine, HostPort, RealLine
 
 MAX_RANGE = 4096  # addresses one `a->b` may expand to; beyond that it is surely a typo
@@ -32,6 +34,10 @@ class _Builder:
     resolver: Resolver
     errors: list[ConfigIssue] = field(default_factory=list)
     warnings: list[ConfigIssue] = field(default_factory=list)
+    tls: PolicyBuilder = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tls = PolicyBuilder(self.error)
 
     def error(self, line: int, message: str) -> None:
         self.errors.append(ConfigIssue(self.draft.path, line, message))
@@ -340,6 +346,13 @@ class _Builder:
             vip = str(vc.fwmark) if vc.fwmark is not None else _bracket(vc.address or "", vc.family)
             command_args = (vip, str(vc.port), _bracket(address, vc.family), str(port))
             check_port = check_port or port
+        tls_service = "https" if scheme == "https" else service
+        tls = None
+        if tls_service in TLS_SERVICES and ctype is CheckType.NEGOTIATE:
+            tls = self.tls.policy(tls_service, check_address, virtualhost,
+                                  lambda name: s.get(name) or self.draft.settings.get(name))
+            if tls is None:
+                return None
         g = self.g
         vct, vnt = get("checktimeout"), get("negotiatetimeout")
         gct, gnt = g("checktimeout"), g("negotiatetimeout")
@@ -357,7 +370,7 @@ class _Builder:
             login=get("login", defaults.default_login(service)),
             passwd=get("passwd", defaults.default_passwd(service)),
             database=get("database", ""), secret=get("secret", ""),
-            command=command, command_args=command_args,
+            command=command, command_args=command_args, tls=tls,
         )
 
 

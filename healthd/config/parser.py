@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from healthd.checks.spec import KNOWN_SERVICES, CheckType
+from healthd.config import tls as tls_values
 from healthd.config import values as v
 from healthd.config.lexer import BadLine, Statement, lex, quote, split_lines
 from healthd.config.model import ConfigIssue
@@ -134,6 +135,12 @@ DIRECTIVES: dict[str, tuple[str, Parse]] = {
     "emailalertfreq": (BOTH, _plain(v.count)),
     "emailalertstatus": (BOTH, _plain(v.email_status)),
     "smtp": (BOTH, _plain(v.smtp_host)),
+    # healthd extensions: TLS verification towards the reals (healthd.config.tls)
+    "tlsverify": (BOTH, _plain(tls_values.verify_mode)),
+    "tlscafile": (BOTH, _plain(tls_values.readable_file)),
+    "tlsname": (BOTH, _plain(tls_values.name)),
+    "tlscert": (BOTH, _plain(tls_values.readable_file)),
+    "tlskey": (BOTH, _plain(tls_values.readable_file)),
     # per virtual only
     "real": (VIRTUAL, lambda value, v6: v.real_line(value, v6=False)),
     "real6": (VIRTUAL, lambda value, v6: v.real_line(value, v6=True)),

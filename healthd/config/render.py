@@ -37,6 +37,7 @@ def check_dict(c: CheckSpec) -> dict[str, Any]:
         "login": c.login or None, "passwd_set": bool(c.passwd), "database": c.database or None,
         "secret_set": bool(c.secret), "command": c.command or None,
         "command_args": list(c.command_args) or None,
+        "tls": c.tls.describe() if c.tls is not None else None,
     }
 
 
@@ -111,6 +112,8 @@ def describe_check(c: CheckSpec) -> str:
         what = f"{c.service} at {c.target}{req}"
     if c.receive:
         what += f", expect /{c.receive}/"
+    if c.tls is not None:
+        what += f", TLS verify {c.tls.describe()}"
     if c.connect_every:
         what += f", with {c.connect_every} connect checks between negotiations"
     timeout = c.deadline
