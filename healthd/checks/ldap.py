@@ -82,11 +82,16 @@ class _PolicyTls(ldap3.Tls):  # type: ignore[misc]
         super().__init__()
         self._context = context
         self._server_hostname = server_hostname
+        self.error: ssl.SSLError | None = None  # the handshake's failure, as the ssl module raised it
 
     def wrap_socket(self, connection: ldap3.Connection, do_handshake: bool = False) -> None:
-        connection.socket = self._context.wrap_socket(
-            connection.socket, server_side=False, do_handshake_on_connect=do_handshake,
-            server_hostname=self._server_hostname)
+        try:
+            connection.socket = self._context.wrap_socket(
+                connection.socket, server_side=False, do_handshake_on_connect=do_handshake,
+                server_hostname=self._server_hostname)
+        except ssl.SSLError as exc:
+            self.error = exc
+            raise
 
 
 def _ldap_blocking(spec: CheckSpec, tls: _PolicyTls | None) -> str:
@@ -118,6 +123,8 @@ def _ldap_blocking(spec: CheckSpec, tls: _PolicyTls | None) -> str:
         entries = [e["dn"] for e in conn.response or [] if e.get("type") == "searchResEntry"]
         return judge_entries(entries, base, spec.receive_re)
     except LDAPException as exc:
+        if tls is not None and tls.error is not None:
+            raise tls.error from exc  # ldap3 rewraps it without the reason a certificate was refused
         cause = exc.__cause__ or exc.__context__
         if isinstance(cause, OSError):
             raise cause from exc

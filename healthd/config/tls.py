@@ -16,6 +16,7 @@ from typing import Any
 from healthd.checks import tls
 from healthd.checks.tls import TlsPolicy, TlsVerify
 from healthd.config import values as v
+from healthd.config.lexer import quote
 
 DIRECTIVES = ("tlsverify", "tlscafile", "tlsname", "tlscert", "tlskey")
 
@@ -74,25 +75,31 @@ class PolicyBuilder:
     def _load(self, files: tuple[str | None, str | None, str | None], lookup: Lookup) -> bool:
         cafile, certfile, keyfile = files
         if keyfile and not certfile:
-            self._error(lookup("tlskey").line, "tlskey needs tlscert (the client certificate it belongs to)")
+            self._report(lookup("tlskey"), "tlskey needs tlscert (the client certificate it belongs to)")
             return False
         if cafile:
             try:
                 tls.build_context(TlsPolicy(TlsVerify.CHAIN, cafile=cafile))
             except (OSError, ValueError) as exc:
-                self._error(lookup("tlscafile").line, f"tlscafile {cafile}: no CA certificate could be read "
-                                                      f"({_reason(exc)})")
+                self._report(lookup("tlscafile"), f"tlscafile {cafile}: no CA certificate could be read "
+                                                  f"({_reason(exc)})")
                 return False
         if certfile:
             try:
                 tls.build_context(TlsPolicy(TlsVerify.NONE, certfile=certfile, keyfile=keyfile))
             except (OSError, ValueError) as exc:
                 pair = f"tlscert {certfile}" + (f" with tlskey {keyfile}" if keyfile else "")
-                self._error(lookup("tlscert").line,
-                            f"{pair}: not a usable client certificate and key ({_reason(exc)})")
+                self._report(lookup("tlscert"), f"{pair}: not a usable client certificate and key "
+                                                f"({_reason(exc)})")
                 return False
         return True
 
+    def _report(self, setting: Any, message: str) -> None:
+        self._error(setting.line, f"{message}: {quote(setting.text)}")
+
 
 def _reason(exc: BaseException) -> str:
-    return str(getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc).lower()
+    reason = str(getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc)
+    if "PEM lib" in reason or reason == "PEM_LIB":  # OpenSSL's words for "no PEM certificate, or no key"
+        return "not PEM, or no private key in it or in tlskey"
+    return reason.lower().replace("_", " ")

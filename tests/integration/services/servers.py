@@ -10,6 +10,7 @@ printed at the end of the pytest run.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import pwd
 import shutil
@@ -22,6 +23,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import trustme
 
 HOST = "127.0.0.1"
 STARTUP: dict[str, float] = {}  # server name -> seconds from launch to ready
@@ -138,13 +141,33 @@ def chown(path: Path, user: str) -> None:
         os.chown(p, entry.pw_uid, entry.pw_gid)
 
 
-def make_cert(directory: Path) -> tuple[Path, Path]:
-    """A throw-away self-signed EC certificate for the TLS services."""
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    run_checked([
-        "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-        "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=healthd.test",
-    ])
+# One private CA for the whole run: the TLS servers' certificates come from it, and the
+# checks trust it through tlscafile (CA_FILE), as an operator with a private CA would.
+_CA: list[trustme.CA] = []
+CERT_NAMES = ("healthd.test", "*.healthd.test", HOST, "::1")
+
+
+def test_ca() -> trustme.CA:
+    if not _CA:
+        _CA.append(trustme.CA())
+    return _CA[0]
+
+
+def ca_file() -> str:
+    """The test CA's certificate as a PEM file (tlscafile), written once per run."""
+    path = Path(tempfile.gettempdir()) / f"healthd-test-ca-{os.getpid()}.pem"
+    if not path.exists():
+        test_ca().cert_pem.write_to_path(str(path))
+    return str(path)
+
+
+def make_cert(directory: Path, *names: str, not_after: datetime.datetime | None = None,
+              stem: str = "") -> tuple[Path, Path]:
+    """A certificate from the test CA for `names` (default CERT_NAMES), as cert and key files."""
+    cert, key = directory / f"{stem}cert.pem", directory / f"{stem}key.pem"
+    leaf = test_ca().issue_cert(*(names or CERT_NAMES), not_after=not_after)
+    cert.write_bytes(b"".join(pem.bytes() for pem in leaf.cert_chain_pems))
+    leaf.private_key_pem.write_to_path(str(key))
     key.chmod(0o644)
     return cert, key
 
@@ -657,14 +680,18 @@ def flooding_tcp(total: int = 4 * 1024 * 1024) -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def sni_recorder(greeting: bytes) -> Iterator[tuple[int, list[str | None]]]:
-    """A TLS port that notes each handshake's server name, sends `greeting` and closes."""
+def sni_recorder(greeting: bytes, *names: str, not_after: datetime.datetime | None = None,
+                 ) -> Iterator[tuple[int, list[str | None]]]:
+    """A TLS port that notes each handshake's server name, sends `greeting` and closes.
+
+    Its certificate comes from the test CA, for `names` (default CERT_NAMES) until `not_after`.
+    """
     import ssl
     import threading
 
     seen: list[str | None] = []
     with workdir("sni") as wd:
-        cert, key = make_cert(wd)
+        cert, key = make_cert(wd, *names, not_after=not_after)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert, key)
         context.sni_callback = lambda _sock, name, _ctx: seen.append(name)
