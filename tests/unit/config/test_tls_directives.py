@@ -1,4 +1,4 @@
-"""tls* directives: ldirectord's verification when unset, global then per-virtual values, files checked at load."""
+"""tls* directives: ldirectord's verification when unset, global then per-virtual values, checked at load."""
 
 from __future__ import annotations
 
