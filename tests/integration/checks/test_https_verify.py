@@ -1,4 +1,4 @@
-"""HTTPS certificate verification against TLS servers on loopback: defaults, relaxed, tightened, mutual TLS."""
+"""HTTPS certificate verification against TLS servers on loopback: defaults, relaxed, tightened, mTLS."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def https(port: int, **policy: object) -> CheckSpec:
     (("www.example.org",), None, {}, True, "body matched"),  # chain only: any name
     (("127.0.0.1",), LAST_WEEK, {}, False, "TLS certificate expired"),
     (("www.example.org",), None, {"cafile": None}, False, "TLS certificate untrusted: issuer not trusted"),
-    (("www.example.org",), None, {"verify": TlsVerify.FULL, "virtualhost": "www.example.org"}, True, "matched"),
+    (("www.example.org",), None, {"verify": TlsVerify.FULL, "virtualhost": "www.example.org"}, True, "match"),
     (("www.example.org",), None, {"verify": TlsVerify.FULL, "virtualhost": "shop.example.org"}, False,
      "TLS certificate wrong name: not valid for name shop.example.org"),
     (("www.example.org",), None, {"verify": TlsVerify.FULL}, False,
