@@ -27,7 +27,9 @@ Behaviour (as ldirectord, with its weak spots fixed):
   name is not, as Debian's ldirectord does); SNI from `virtualhost` (or `tlsname`).
 - http_proxy: the real is a proxy, so the request line carries an absolute URL: `request`
   itself when it is one (`http://www.example.com/`), else `http://HOST[:port]/request`.
-- Up when the final status is 2xx (redirects are not followed: a 3xx is down) and the
+- Redirects (301, 302, 303, 307, 308) are followed as ldirectord's LWP does, up to 7,
+  but only while they stay on this real (healthd.checks.redirect); each hop is a new
+  connection. Up when the final status is 2xx and the
   body, read up to ctx.body_limit bytes and decoded leniently, contains a match of
   receive_re. With no receive pattern the verdict is made on the status line alone,
   without waiting for the body.
@@ -50,6 +52,7 @@ from healthd.checks.context import CheckContext
 from healthd.checks.httpparse import ResponseParser, State
 from healthd.checks.poller import Poller
 from healthd.checks.receive import BadPattern, compiled, decode
+from healthd.checks.redirect import MAX_REDIRECTS, REDIRECT_STATUSES, Refused, next_hop
 from healthd.checks.spec import CheckSpec, Outcome
 from healthd.checks.tls import TlsSetupError, describe_error, policy_of
 
@@ -84,9 +87,13 @@ def request_target(spec: CheckSpec) -> tuple[str, str]:
     return url, authority
 
 
-def build_request(spec: CheckSpec) -> bytes:
-    """The bytes sent to the real server; ValueError if `request` or the host would break the request."""
-    target, host = request_target(spec)
+def build_request(spec: CheckSpec, target: str | None = None, host: str | None = None) -> bytes:
+    """The bytes sent to the real server; ValueError if `request` or the host would break the request.
+
+    `target` and `host` replace the request-target and Host of `spec` (a followed redirect).
+    """
+    if target is None or host is None:
+        target, host = request_target(spec)
     if any(c in target or c in host for c in "\r\n"):
         raise ValueError("request or virtualhost contains a line break")
     # a request-target is ASCII: spaces and non-ASCII characters are percent-encoded (UTF-8)
@@ -279,12 +286,51 @@ async def check(spec: CheckSpec, ctx: CheckContext) -> Outcome:
         pattern = compiled(spec.receive_re) if spec.receive_re is not None else None
     except BadPattern as exc:
         return Outcome(False, str(exc), 0.0)
+    target, host = request_target(spec)
     try:
         request = build_request(spec)
     except ValueError as exc:
         return Outcome(False, str(exc), 0.0)
-    parser = ResponseParser(head_only=spec.httpmethod.upper() == "HEAD", body_limit=ctx.body_limit)
-    verdict: asyncio.Future[str | None] = loop.create_future()
+    head_only = spec.httpmethod.upper() == "HEAD"
+    seen = {target}
+    for hops in range(MAX_REDIRECTS + 1):
+        parser = ResponseParser(head_only=head_only, body_limit=ctx.body_limit)
+        failure = await _exchange(spec, ctx, request, parser, pattern is None)
+        if failure is not None:
+            return Outcome(False, failure, loop.time() - started)
+        if parser.status not in REDIRECT_STATUSES:
+            break
+        # a redirect (rare): follow it as ldirectord's LWP does, while it stays on this real
+        if hops == MAX_REDIRECTS:
+            return Outcome(False, f"HTTP {parser.status} after {MAX_REDIRECTS} redirects: too many "
+                                  f"(ldirectord's limit)", loop.time() - started)
+        hop = next_hop(parser.status, parser.location, scheme=spec.scheme or "http", host=host,
+                       target=target, address=spec.address, port=spec.port,
+                       proxy=spec.service == "http_proxy")
+        if isinstance(hop, Refused):
+            return Outcome(False, hop.reason, loop.time() - started)
+        if hop.target in seen:
+            return Outcome(False, f"HTTP {parser.status} redirect loop: back to {hop.target}",
+                           loop.time() - started)
+        seen.add(hop.target)
+        target = hop.target
+        if spec.service == "http_proxy":
+            host = target.split("://", 1)[1].split("/", 1)[0]
+        try:
+            request = build_request(spec, target, host)
+        except ValueError as exc:
+            return Outcome(False, str(exc), loop.time() - started)
+    outcome = _judge(parser, pattern, loop.time() - started)
+    if hops:
+        return Outcome(outcome.ok, f"{outcome.detail} (after {hops} redirect{'s' if hops > 1 else ''})",
+                       outcome.latency)
+    return outcome
+
+
+async def _exchange(spec: CheckSpec, ctx: CheckContext, request: bytes, parser: ResponseParser,
+                    decide_on_status: bool) -> str | None:
+    """One connection to the real: send `request`, feed `parser`; the failure detail, or None."""
+    verdict: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
     sock = socket.socket(socket.AF_INET6 if spec.family == 6 else socket.AF_INET,
                          socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
     exchange = None
@@ -292,27 +338,23 @@ async def check(spec: CheckSpec, ctx: CheckContext) -> Outcome:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
         if spec.scheme == "https" or (not spec.scheme and spec.service == "https"):
             policy = policy_of("https", spec.address, spec.virtualhost, spec.tls)
-            exchange = _Exchange(ctx.poller, sock, request, parser, pattern is None, verdict,
+            exchange = _Exchange(ctx.poller, sock, request, parser, decide_on_status, verdict,
                                  ctx.tls.context(policy), policy.server_hostname)
         else:
-            exchange = _Exchange(ctx.poller, sock, request, parser, pattern is None, verdict)
+            exchange = _Exchange(ctx.poller, sock, request, parser, decide_on_status, verdict)
         exchange.start((spec.address, spec.port))
-        failure = await verdict
+        return await verdict
     except ssl.SSLError as exc:
-        failure = describe_error(exc)
+        return describe_error(exc)
     except TlsSetupError as exc:
-        failure = str(exc)
+        return str(exc)
     except OSError as exc:
-        failure = _describe(exc)
+        return _describe(exc)
     finally:
         if exchange is not None:
             exchange.close()
         else:
             sock.close()
-    latency = loop.time() - started
-    if failure is not None:
-        return Outcome(False, failure, latency)
-    return _judge(parser, pattern, latency)
 
 
 def _judge(parser: ResponseParser, pattern: object, latency: float) -> Outcome:

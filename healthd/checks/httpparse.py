@@ -37,7 +37,8 @@ class ResponseParser:
 
     __slots__ = (
         "_body_limit", "_buf", "_chunk_left", "_chunk_state", "_framing", "_head_only",
-        "_length_left", "_scan_from", "body", "error", "reason", "state", "status", "truncated",
+        "_length_left", "_scan_from", "body", "error", "location", "reason", "state", "status",
+        "truncated",
     )
 
     def __init__(self, *, head_only: bool = False, body_limit: int = 64 * 1024) -> None:
@@ -52,6 +53,7 @@ class ResponseParser:
         self.state = State.HEAD
         self.status = 0
         self.reason = ""
+        self.location = ""  # the Location header of the final response (redirects), "" if none
         self.body = bytearray()
         self.truncated = False
         self.error = ""
@@ -150,6 +152,8 @@ class ResponseParser:
                 length = int(text)
             elif key == b"transfer-encoding":
                 chunked = value.strip().lower().endswith(b"chunked")
+            elif key == b"location":
+                self.location = value.strip().decode("latin-1")
         if self._head_only or status in (204, 304) or status == 101:
             self._framing = _Framing.NONE
             self.state = State.DONE

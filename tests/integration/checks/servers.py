@@ -88,6 +88,19 @@ def ok(body: bytes = b"all good\n", status: str = "200 OK", headers: str = "") -
                  .encode() + body)
 
 
+def redirect(location: str, status: str = "302 Found") -> Behaviour:
+    return ok(b"moved\n", status, f"Location: {location}\r\n")
+
+
+def routed(table: dict[str, Behaviour], default: Behaviour | None = None) -> Behaviour:
+    """Answer by request-target (the second word of the request line); 404 for any other."""
+    async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes) -> None:
+        words = head.split(b" ", 2)
+        target = words[1].decode("latin-1") if len(words) > 2 else ""
+        await table.get(target, default or ok(b"not here\n", "404 Not Found"))(reader, writer, head)
+    return behaviour
+
+
 async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes) -> None:
     """Accept and never answer."""
     await asyncio.sleep(3600)
