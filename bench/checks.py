@@ -21,6 +21,7 @@ import gc
 import os
 import re
 import resource
+import ssl
 import statistics
 import sys
 import time
@@ -30,11 +31,13 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from bench.checks_nginx import loopback_addresses, nginx
+from healthd.checks import tls
 from healthd.checks.context import CheckContext
 from healthd.checks.registry import CheckRunner
 from healthd.checks.spec import CheckSpec, CheckType, Outcome
 
 PORT = 18987  # HTTP; HTTPS on PORT + 1
+CA_FILE = f"/tmp/healthd-bench-ca-{os.getpid()}.pem"  # the CA of nginx's certificate (tlscafile)
 WALL_LIMIT = 120.0
 
 Run = Callable[[CheckSpec], Awaitable[Outcome]]
@@ -48,6 +51,13 @@ def _spec(address: str, **kw: object) -> CheckSpec:
     return CheckSpec(**base)  # type: ignore[arg-type]
 
 
+def _client_tls(ctx: CheckContext) -> ssl.SSLContext | bool:
+    """What healthd's HTTPS checks use here: the bench's CA trusted, no name checked (the https default)."""
+    if not os.path.exists(CA_FILE):
+        return False
+    return ctx.tls.context(tls.TlsPolicy(tls.TlsVerify.CHAIN, cafile=CA_FILE))
+
+
 class AiohttpCheck:
     """The same check written the recommended aiohttp way (platform.md), for comparison only."""
 
@@ -56,7 +66,8 @@ class AiohttpCheck:
         self.session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=0, force_close=True, ssl=self.ctx.tls, use_dns_cache=False)
+        connector = aiohttp.TCPConnector(limit=0, force_close=True, ssl=_client_tls(self.ctx),
+                                         use_dns_cache=False)
         self.session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
                                              auto_decompress=False)
 
@@ -125,11 +136,14 @@ async def _measure(run: Run, specs: list[CheckSpec], total: int, concurrency: in
 
 
 def _tls_material() -> tuple[bytes, bytes] | None:
+    """nginx's certificate chain and key, from a CA written to CA_FILE for the checks to trust."""
     try:
         import trustme
     except ImportError:
         return None
-    cert = trustme.CA().issue_cert("bench.example.org")
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(CA_FILE)
+    cert = ca.issue_cert("bench.example.org")
     return b"".join(b.bytes() for b in cert.cert_chain_pems), cert.private_key_pem.bytes()
 
 
@@ -155,7 +169,9 @@ async def _bench(args: argparse.Namespace, with_tls: bool) -> list[Row]:
         # a handshake costs milliseconds of CPU on both ends: fewer in flight, or they hit the timeout
         plan.append(("HTTPS GET (full handshake)", clients,
                      [_spec(a, port=PORT + 1, scheme="https", service="https",
-                            virtualhost="bench.example.org") for a in addresses], max(1, args.checks // 5),
+                            virtualhost="bench.example.org",
+                            tls=tls.resolve("https", a, "bench.example.org", cafile=CA_FILE))
+                      for a in addresses], max(1, args.checks // 5),
                      min(args.concurrency, 20)))
     rows = {(variant, name): Row(variant, name) for variant, runs, *_ in plan for name in runs}
     try:
