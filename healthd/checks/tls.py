@@ -133,6 +133,8 @@ def build_context(policy: TlsPolicy) -> ssl.SSLContext:
     # with cafile/capath only those CAs count (as LWP's SSL_ca_file), else the system store
     ctx = ssl.create_default_context(cafile=policy.cafile, capath=policy.capath)
     ctx.check_hostname = policy.verify is TlsVerify.FULL
+    # Python 3.13 turns on X.509 strict mode; ldirectord's OpenSSL checks without it
+    ctx.verify_flags &= ~getattr(ssl, "VERIFY_X509_STRICT", 0)
     if policy.verify is TlsVerify.NONE:
         ctx.verify_mode = ssl.CERT_NONE
     if policy.certfile:
