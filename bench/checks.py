@@ -51,23 +51,20 @@ def _spec(address: str, **kw: object) -> CheckSpec:
     return CheckSpec(**base)  # type: ignore[arg-type]
 
 
-def _client_tls(ctx: CheckContext) -> ssl.SSLContext | bool:
-    """What healthd's HTTPS checks use here: the bench's CA trusted, no name checked (the https default)."""
-    if not os.path.exists(CA_FILE):
-        return False
-    return ctx.tls.context(tls.TlsPolicy(tls.TlsVerify.CHAIN, cafile=CA_FILE))
-
-
 class AiohttpCheck:
     """The same check written the recommended aiohttp way (platform.md), for comparison only."""
 
-    def __init__(self, ctx: CheckContext) -> None:
+    def __init__(self, ctx: CheckContext, with_tls: bool) -> None:
         self.ctx = ctx
+        self.with_tls = with_tls
         self.session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=0, force_close=True, ssl=_client_tls(self.ctx),
-                                         use_dns_cache=False)
+        # what healthd's HTTPS checks use here: the bench's CA trusted, no name checked (the https default)
+        context: ssl.SSLContext | bool = False
+        if self.with_tls:
+            context = await self.ctx.tls.context(tls.TlsPolicy(tls.TlsVerify.CHAIN, cafile=CA_FILE))
+        connector = aiohttp.TCPConnector(limit=0, force_close=True, ssl=context, use_dns_cache=False)
         self.session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
                                              auto_decompress=False)
 
@@ -151,7 +148,7 @@ async def _bench(args: argparse.Namespace, with_tls: bool) -> list[Row]:
     addresses = loopback_addresses(args.addresses)
     runner = CheckRunner(CheckContext())
     await runner.start()
-    other = AiohttpCheck(runner.ctx)
+    other = AiohttpCheck(runner.ctx, with_tls)
     await other.start()
     clients: dict[str, Run] = {"healthd lean": runner.run, "aiohttp": other.run}
     # (variant, clients, specs, checks, in flight)

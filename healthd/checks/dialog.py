@@ -66,7 +66,7 @@ async def open_stream(
     return await asyncio.open_connection(
         spec.address,
         spec.port,
-        ssl=ctx.tls.context(policy),
+        ssl=await ctx.tls.context(policy),
         server_hostname=policy.server_hostname or "",  # "": no SNI, and no name to check
         limit=LINE_LIMIT,
     )

@@ -330,24 +330,26 @@ async def check(spec: CheckSpec, ctx: CheckContext) -> Outcome:
 async def _exchange(spec: CheckSpec, ctx: CheckContext, request: bytes, parser: ResponseParser,
                     decide_on_status: bool) -> str | None:
     """One connection to the real: send `request`, feed `parser`; the failure detail, or None."""
+    tls_context = server_hostname = None
+    if spec.scheme == "https" or (not spec.scheme and spec.service == "https"):
+        policy = policy_of("https", spec.address, spec.virtualhost, spec.tls)
+        try:
+            tls_context = await ctx.tls.context(policy)
+        except TlsSetupError as exc:
+            return str(exc)
+        server_hostname = policy.server_hostname
     verdict: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
     sock = socket.socket(socket.AF_INET6 if spec.family == 6 else socket.AF_INET,
                          socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
     exchange = None
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
-        if spec.scheme == "https" or (not spec.scheme and spec.service == "https"):
-            policy = policy_of("https", spec.address, spec.virtualhost, spec.tls)
-            exchange = _Exchange(ctx.poller, sock, request, parser, decide_on_status, verdict,
-                                 ctx.tls.context(policy), policy.server_hostname)
-        else:
-            exchange = _Exchange(ctx.poller, sock, request, parser, decide_on_status, verdict)
+        exchange = _Exchange(ctx.poller, sock, request, parser, decide_on_status, verdict,
+                             tls_context, server_hostname)
         exchange.start((spec.address, spec.port))
         return await verdict
     except ssl.SSLError as exc:
         return describe_error(exc)
-    except TlsSetupError as exc:
-        return str(exc)
     except OSError as exc:
         return _describe(exc)
     finally:

@@ -145,7 +145,7 @@ async def _ldap(spec: CheckSpec, ctx: CheckContext) -> str:
     tls = None
     if spec.service == "ldaps":
         policy = policy_of(spec.service, spec.address, spec.virtualhost, spec.tls)
-        tls = _PolicyTls(ctx.tls.context(policy), policy.server_hostname)
+        tls = _PolicyTls(await ctx.tls.context(policy), policy.server_hostname)
     try:
         return await asyncio.get_running_loop().run_in_executor(_pool, _ldap_blocking, spec, tls)
     except (CheckFailed, OSError):

@@ -100,7 +100,8 @@ class CheckRunner:
         self._deadlines = Deadlines()
 
     async def start(self) -> None:
-        """Load the modules of every supported check, so the first checks pay no import."""
+        """Load the modules of every supported check, so the first checks pay no import or CA store load."""
+        self.ctx.tls.prepare()
         for name in {*_TYPE_MODULES.values(), *(SERVICE_MODULES[s] for s in SUPPORTED_SERVICES
                                                 if s in SERVICE_MODULES)}:
             self._module_fn(name)

@@ -21,6 +21,7 @@ certificate changed on the real is judged on the next check.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import os
 import re
@@ -131,7 +132,7 @@ def policy_of(service: str, address: str, virtualhost: str | None, policy: TlsPo
 def build_context(policy: TlsPolicy) -> ssl.SSLContext:
     """A client SSLContext for `policy`; raises OSError/ssl.SSLError for unreadable files."""
     # with cafile/capath only those CAs count (as LWP's SSL_ca_file), else the system store
-    ctx = ssl.create_default_context(cafile=policy.cafile, capath=policy.capath)
+    ctx = ssl.create_default_context(cafile=policy.cafile, capath=policy.capath or _system_capath())
     ctx.check_hostname = policy.verify is TlsVerify.FULL
     # Python 3.13 turns on X.509 strict mode; ldirectord's OpenSSL checks without it
     ctx.verify_flags &= ~getattr(ssl, "VERIFY_X509_STRICT", 0)
@@ -140,6 +141,30 @@ def build_context(policy: TlsPolicy) -> ssl.SSLContext:
     if policy.certfile:
         ctx.load_cert_chain(policy.certfile, policy.keyfile)
     return ctx
+
+
+def _system_capath() -> str | None:
+    """The system store as OpenSSL's hashed directory, read lazily during verification.
+
+    The same CAs as the bundle file (update-ca-certificates writes both), without parsing
+    all of them up front. None (load the default paths, bundle included) when the
+    directory has no hashed certificates or SSL_CERT_FILE names another bundle than
+    the system's own.
+    """
+    paths = ssl.get_default_verify_paths()
+    own_bundle = os.environ.get(paths.openssl_cafile_env)
+    if own_bundle and os.path.realpath(own_bundle) != os.path.realpath(paths.openssl_cafile):
+        return None
+    capath = paths.capath or paths.openssl_capath
+    try:
+        if capath and any(_HASHED.fullmatch(name) for name in os.listdir(capath)):
+            return capath
+    except OSError:
+        pass
+    return None
+
+
+_HASHED = re.compile(r"[0-9a-f]{8}\.\d+")
 
 
 def _stamp(path: str | None) -> int:
@@ -155,29 +180,60 @@ class TlsContexts:
     """SSLContexts shared by every check with the same policy files; rebuilt when a file changes.
 
     Only the settings are shared: each check still does its own handshake and
-    verification. A file that became unreadable since the config was loaded makes
-    that check fail with a clear detail, not the daemon.
+    verification. Loading a CA store takes 0.1-0.8 s of CPU (the system bundle), so a
+    context is built in a worker thread, once, while the event loop goes on checking;
+    checks needing it meanwhile wait for that one build. A file that became unreadable
+    since the config was loaded makes that check fail with a clear detail.
     """
 
     def __init__(self) -> None:
         self._cache: dict[tuple[object, ...], ssl.SSLContext] = {}
+        self._building: dict[tuple[object, ...], asyncio.Future[ssl.SSLContext]] = {}
 
-    def context(self, policy: TlsPolicy) -> ssl.SSLContext:
+    @staticmethod
+    def _key(policy: TlsPolicy) -> tuple[object, ...]:
+        return (policy.verify, policy.cafile, policy.capath, policy.certfile, policy.keyfile,
+                _stamp(policy.cafile), _stamp(policy.certfile), _stamp(policy.keyfile))
+
+    async def context(self, policy: TlsPolicy) -> ssl.SSLContext:
         """The context for `policy`; raises TlsSetupError if its files cannot be read."""
-        key = (policy.verify, policy.cafile, policy.capath, policy.certfile, policy.keyfile,
-               _stamp(policy.cafile), _stamp(policy.certfile), _stamp(policy.keyfile))
+        key = self._key(policy)
         ctx = self._cache.get(key)
-        if ctx is None:
-            try:
-                ctx = build_context(policy)
-            except OSError as exc:  # ssl.SSLError too: a file that is no PEM, a key that does not fit
-                reason = getattr(exc, "reason", None) or exc.strerror or exc
-                raise TlsSetupError(f"TLS settings unusable: {reason}"
-                                    + (f": {exc.filename}" if exc.filename else "")) from exc
+        if ctx is not None:
+            return ctx
+        return await asyncio.shield(self._build(key, policy))  # a cancelled check leaves the build running
+
+    def prepare(self) -> None:
+        """Start building the system-store contexts (the defaults), so the first checks need not wait."""
+        for verify in (TlsVerify.CHAIN, TlsVerify.FULL):
+            policy = TlsPolicy(verify)
+            key = self._key(policy)
+            if key not in self._cache:
+                self._build(key, policy)
+
+    def _build(self, key: tuple[object, ...], policy: TlsPolicy) -> asyncio.Future[ssl.SSLContext]:
+        building = self._building.get(key)
+        if building is None:
+            building = asyncio.ensure_future(asyncio.to_thread(_build_or_explain, policy))
+            self._building[key] = building
+            building.add_done_callback(lambda done: self._built(key, done))
+        return building
+
+    def _built(self, key: tuple[object, ...], done: asyncio.Future[ssl.SSLContext]) -> None:
+        self._building.pop(key, None)
+        if not done.cancelled() and done.exception() is None:  # a failure is reported to its waiters
             if len(self._cache) > 64:  # old stamps of changed files: drop them all
                 self._cache.clear()
-            self._cache[key] = ctx
-        return ctx
+            self._cache[key] = done.result()
+
+
+def _build_or_explain(policy: TlsPolicy) -> ssl.SSLContext:
+    try:
+        return build_context(policy)
+    except OSError as exc:  # ssl.SSLError too: a file that is no PEM, a key that does not fit
+        reason = getattr(exc, "reason", None) or exc.strerror or exc
+        raise TlsSetupError(f"TLS settings unusable: {reason}"
+                            + (f": {exc.filename}" if exc.filename else "")) from exc
 
 
 # ---- failure sentences ---------------------------------------------------------------------
