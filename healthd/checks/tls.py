@@ -132,7 +132,8 @@ def policy_of(service: str, address: str, virtualhost: str | None, policy: TlsPo
 def build_context(policy: TlsPolicy) -> ssl.SSLContext:
     """A client SSLContext for `policy`; raises OSError/ssl.SSLError for unreadable files."""
     # with cafile/capath only those CAs count (as LWP's SSL_ca_file), else the system store
-    ctx = ssl.create_default_context(cafile=policy.cafile, capath=policy.capath or _system_capath())
+    capath = policy.capath if policy.cafile or policy.capath else _system_capath()
+    ctx = ssl.create_default_context(cafile=policy.cafile, capath=capath)
     ctx.check_hostname = policy.verify is TlsVerify.FULL
     # Python 3.13 turns on X.509 strict mode; ldirectord's OpenSSL checks without it
     ctx.verify_flags &= ~getattr(ssl, "VERIFY_X509_STRICT", 0)

@@ -141,3 +141,13 @@ def test_failure_sentences_say_which() -> None:
     assert tls.describe_error(verify_error(64, "IP address mismatch, certificate is not valid for "
                                                "'10.0.0.2'.")) == \
         "TLS certificate wrong name: not valid for address 10.0.0.2"
+
+
+def test_a_ca_file_replaces_the_system_store(pki: dict[str, Path]) -> None:
+    only = tls.build_context(TlsPolicy(TlsVerify.CHAIN, cafile=str(pki["ca"])))
+    assert only.cert_store_stats()["x509_ca"] == 1
+    assert only.verify_mode == ssl.CERT_REQUIRED and not only.check_hostname
+    system = tls.build_context(TlsPolicy(TlsVerify.FULL))
+    assert system.verify_mode == ssl.CERT_REQUIRED and system.check_hostname
+    none = tls.build_context(TlsPolicy(TlsVerify.NONE))
+    assert none.verify_mode == ssl.CERT_NONE
