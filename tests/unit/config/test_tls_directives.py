@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -143,11 +144,50 @@ def test_failure_sentences_say_which() -> None:
         "TLS certificate wrong name: not valid for address 10.0.0.2"
 
 
-def test_a_ca_file_replaces_the_system_store(pki: dict[str, Path]) -> None:
-    only = tls.build_context(TlsPolicy(TlsVerify.CHAIN, cafile=str(pki["ca"])))
-    assert only.cert_store_stats()["x509_ca"] == 1
-    assert only.verify_mode == ssl.CERT_REQUIRED and not only.check_hostname
-    system = tls.build_context(TlsPolicy(TlsVerify.FULL))
-    assert system.verify_mode == ssl.CERT_REQUIRED and system.check_hostname
-    none = tls.build_context(TlsPolicy(TlsVerify.NONE))
-    assert none.verify_mode == ssl.CERT_NONE
+def _handshake(client: ssl.SSLContext, server: ssl.SSLContext, name: str | None = None) -> str | None:
+    """A TLS handshake in memory; None when it completes, else the client's failure sentence."""
+    c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
+    c = client.wrap_bio(c_in, c_out, server_hostname=name)
+    srv = server.wrap_bio(s_in, s_out, server_side=True)
+    for _ in range(20):
+        for side in (c, srv):
+            try:
+                side.do_handshake()
+            except ssl.SSLWantReadError:
+                pass
+            except ssl.SSLError as exc:
+                if side is c:
+                    return tls.describe_error(exc)
+        s_in.write(c_out.read())
+        c_in.write(s_out.read())
+    return None
+
+
+def test_system_store_and_ca_file(pki: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    system_ca, private_ca = trustme.CA(), trustme.CA()
+    store = tmp_path / "certs"  # a system store of one CA, as OpenSSL's hashed directory
+    store.mkdir()
+    system_ca.cert_pem.write_to_path(str(store / "system-ca.pem"))
+    subprocess.run(["openssl", "rehash", str(store)], check=True, capture_output=True)
+    monkeypatch.setenv("SSL_CERT_DIR", str(store))
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    private_file = tmp_path / "private-ca.pem"
+    private_ca.cert_pem.write_to_path(str(private_file))
+
+    def server(ca: trustme.CA) -> ssl.SSLContext:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ca.issue_cert("www.example.org").configure_cert(ctx)
+        return ctx
+
+    system = tls.build_context(TlsPolicy(TlsVerify.CHAIN))
+    private = tls.build_context(TlsPolicy(TlsVerify.CHAIN, cafile=str(private_file)))
+    assert _handshake(system, server(system_ca)) is None
+    assert _handshake(system, server(private_ca)) == "TLS certificate untrusted: issuer not trusted"
+    assert _handshake(private, server(private_ca)) is None
+    # tlscafile replaces the system store, as LWP's SSL_ca_file does
+    assert _handshake(private, server(system_ca)) == "TLS certificate untrusted: issuer not trusted"
+    full = tls.build_context(TlsPolicy(TlsVerify.FULL, name="shop.example.org", cafile=str(private_file)))
+    assert _handshake(full, server(private_ca), "www.example.org") is None
+    assert _handshake(full, server(private_ca), "shop.example.org") == \
+        "TLS certificate wrong name: not valid for name shop.example.org"
+    assert _handshake(tls.build_context(TlsPolicy(TlsVerify.NONE)), server(private_ca)) is None
