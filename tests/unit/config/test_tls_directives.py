@@ -163,7 +163,7 @@ def _handshake(client: ssl.SSLContext, server: ssl.SSLContext, name: str | None 
     return None
 
 
-def test_system_store_and_ca_file(pki: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_system_store_and_ca_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     system_ca, private_ca = trustme.CA(), trustme.CA()
     store = tmp_path / "certs"  # a system store of one CA, as OpenSSL's hashed directory
     store.mkdir()
