@@ -190,6 +190,7 @@ class _Builder:
                                     f"{defaults.DEFAULT_CHECKCOMMAND} (always up)")
         if get("httpmethod") == "HEAD" and "receive" in s:
             self.warn(s["receive"].line, "httpmethod=HEAD gets no body, so receive can never match")
+        self.tls.warn_unused(service, s, self.warn)
 
         vcontext = _VirtualContext(family, protocol, address, port, fwmark, service, ctype, every, s)
         reals: list[Real] = []

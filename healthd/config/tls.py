@@ -72,6 +72,15 @@ class PolicyBuilder:
             self._loaded[files] = self._load(files, lookup)
         return policy if self._loaded[files] else None
 
+    def warn_unused(self, service: str, settings: dict[str, Any], warn: Report) -> None:
+        """A tls* directive in a section whose service speaks no TLS does nothing: say so."""
+        if service in tls.TLS_SERVICES or service == "http":  # http: a real's request may be https://
+            return
+        for directive in DIRECTIVES:
+            if directive in settings:
+                warn(settings[directive].line, f"{directive} has no effect: service={service} speaks no TLS "
+                                               f"(healthd checks TLS for https, pops, imaps and ldaps)")
+
     def _load(self, files: tuple[str | None, str | None, str | None], lookup: Lookup) -> bool:
         cafile, certfile, keyfile = files
         if keyfile and not certfile:

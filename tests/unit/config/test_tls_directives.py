@@ -59,6 +59,14 @@ def test_services_without_tls_get_no_policy(service: str) -> None:
     assert cfg(section(service, "\ttlsverify=full\n", 80)).virtuals[0].reals[0].check.tls is None
 
 
+def test_tls_directive_on_a_service_without_tls_warns() -> None:
+    config = cfg(section("smtp", "\ttlsverify=full\n", 25))
+    assert [(w.line, w.message) for w in config.warnings] == [
+        (4, "tlsverify has no effect: service=smtp speaks no TLS (healthd checks TLS for https, pops, imaps "
+            "and ldaps)")]
+    assert not cfg(section("http", "\ttlsverify=full\n", 80)).warnings
+
+
 def test_https_url_on_an_http_virtual_is_verified() -> None:
     text = 'virtual=10.0.0.1:80\n\treal=10.0.0.2:80 masq "https://www.test/ok", "ok"\n\tservice=http\n'
     policy = cfg(text).virtuals[0].reals[0].check.tls
