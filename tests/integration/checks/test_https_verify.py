@@ -98,3 +98,18 @@ async def test_unreadable_ca_file_at_check_time(runner: CheckRunner, ca: trustme
         outcome = await runner.run(https(srv.port, cafile=str(tmp_path / "gone.pem")))
     assert not outcome.ok and outcome.detail.startswith("TLS settings unusable"), outcome
     assert "gone.pem" in outcome.detail or "No such file" in outcome.detail, outcome
+
+
+async def test_from_the_config_file_to_the_check(runner: CheckRunner, ca: trustme.CA, ca_file: str) -> None:
+    from healthd.config import parse_text
+
+    text = ("virtual=192.0.2.1:443\n\treal=127.0.0.1:{port} masq\n\tservice=https\n\trequest=\"/\"\n"
+            "\treceive=\"good\"\n\tvirtualhost=www.example.org\n" + f"\ttlscafile={ca_file}\n")
+    async with serve(ok(), tls=server_context(ca, "www.example.org")) as srv:
+        text = text.replace("{port}", str(srv.port))
+        default = parse_text(text, "t.cf").virtuals[0].reals[0].check
+        full = parse_text(text + "\ttlsverify=full\n\ttlsname=shop.example.org\n", "t.cf").virtuals[0].reals[0].check
+        up = await runner.run(default)
+        wrong_name = await runner.run(full)
+    assert up.ok, up
+    assert wrong_name.detail == "TLS certificate wrong name: not valid for name shop.example.org", wrong_name
