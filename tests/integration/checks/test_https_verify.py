@@ -108,7 +108,8 @@ async def test_from_the_config_file_to_the_check(runner: CheckRunner, ca: trustm
     async with serve(ok(), tls=server_context(ca, "www.example.org")) as srv:
         text = text.replace("{port}", str(srv.port))
         default = parse_text(text, "t.cf").virtuals[0].reals[0].check
-        full = parse_text(text + "\ttlsverify=full\n\ttlsname=shop.example.org\n", "t.cf").virtuals[0].reals[0].check
+        tight = text + "\ttlsverify=full\n\ttlsname=shop.example.org\n"
+        full = parse_text(tight, "t.cf").virtuals[0].reals[0].check
         up = await runner.run(default)
         wrong_name = await runner.run(full)
     assert up.ok, up
