@@ -44,7 +44,7 @@ import string
 import struct
 from urllib.parse import quote
 
-from healthd import __version__
+from healthd import __version__, vocab
 from healthd.checks.context import CheckContext
 from healthd.checks.httpparse import ResponseParser, State
 from healthd.checks.poller import Poller
@@ -63,10 +63,9 @@ def host_header(spec: CheckSpec) -> str:
     """The Host header: `virtualhost` as written, else the real's address and non-default port."""
     if spec.virtualhost:
         return spec.virtualhost
-    host = f"[{spec.address}]" if spec.family == 6 else spec.address
-    if spec.port != _DEFAULT_PORT.get(spec.scheme or "http"):
-        host = f"{host}:{spec.port}"
-    return host
+    if spec.port == _DEFAULT_PORT.get(spec.scheme):
+        return vocab.host(spec.address)
+    return vocab.host_port(spec.address, spec.port)
 
 
 def request_target(spec: CheckSpec) -> tuple[str, str]:
@@ -288,7 +287,7 @@ async def check(spec: CheckSpec, ctx: CheckContext) -> Outcome:
     exchange = None
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
-        if spec.scheme == "https" or (not spec.scheme and spec.service == "https"):
+        if spec.scheme == "https":  # resolved by the config layer, from service= or the URL
             exchange = _Exchange(ctx.poller, sock, request, parser, pattern is None, verdict,
                                  ctx.tls, spec.virtualhost or spec.address)
         else:

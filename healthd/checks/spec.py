@@ -8,21 +8,9 @@ Nothing here knows about IPVS or about ldirectord.cf syntax.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 
-
-class CheckType(enum.StrEnum):
-    """ldirectord's `checktype`; a numeric checktype becomes NEGOTIATE with connect_every > 0."""
-
-    NEGOTIATE = "negotiate"
-    CONNECT = "connect"
-    PING = "ping"
-    EXTERNAL = "external"
-    EXTERNAL_PERL = "external-perl"
-    ON = "on"
-    OFF = "off"
-
+from healthd.vocab import CheckType, ServiceProtocol, host_port
 
 # Every `service=` value ldirectord knows. Which of them healthd can run is
 # decided by healthd.checks.registry.SUPPORTED_SERVICES.
@@ -46,7 +34,7 @@ class CheckSpec:
 
     type: CheckType
     service: str  # one of KNOWN_SERVICES; "none" when the type is not negotiate
-    protocol: str  # the virtual's protocol: "tcp", "udp" or "fwm"
+    protocol: ServiceProtocol  # the virtual's protocol
     family: int  # 4 or 6
     address: str  # canonical IP text, no brackets
     port: int  # check port; 0 only for checks that need none (ping, on, off)
@@ -82,8 +70,7 @@ class CheckSpec:
     @property
     def target(self) -> str:
         """`address:port` as people write it (IPv6 in brackets), for logs and errors."""
-        host = f"[{self.address}]" if self.family == 6 else self.address
-        return f"{host}:{self.port}"
+        return host_port(self.address, self.port)
 
 
 @dataclass(frozen=True, slots=True)

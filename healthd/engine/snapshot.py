@@ -14,7 +14,7 @@ from healthd.engine.events import describe
 from healthd.engine.health import HealthBook, State
 from healthd.engine.policy import dest_port, fallback_dest_key, service_key
 from healthd.engine.scheduler import SchedulerStats
-from healthd.ipvs.model import DestKey, Forward, ServiceKey, Table
+from healthd.ipvs.model import DestKey, ServiceKey, Table
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +70,7 @@ def build_snapshot(
         entry = applied.get(key)
         reals = []
         for real in virtual.reals:
-            dkey = DestKey(real.address, dest_port(key, Forward(real.forward), real.port))
+            dkey = DestKey(real.address, dest_port(key, real.forward, real.port))
             dest = entry.dests.get(dkey) if entry is not None else None
             rec = health.get(real.check)
             last = rec.last if rec is not None else None

@@ -15,12 +15,12 @@ from healthd.config import parse_text
 from healthd.engine import events
 from healthd.engine.engine import Engine
 from healthd.ipvs.memory import MemoryTable
-from healthd.ipvs.model import DeleteDest, DestKey, Family, Protocol, ServiceKey
+from healthd.ipvs.model import DeleteDest, DestKey, Family, ServiceKey, ServiceProtocol
 from healthd.ipvs.reconcile import Reconciler
 
 from .servers import Real, free_port
 
-VIP = ServiceKey(Family.INET, Protocol.TCP, "192.0.2.10", 80)
+VIP = ServiceKey(Family.INET, ServiceProtocol.TCP, "192.0.2.10", 80)
 INTERVAL = 0.2
 TIMEOUT = 1.0
 

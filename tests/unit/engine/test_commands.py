@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from healthd.engine.commands import OUTPUT_LIMIT, CommandQueue, fallback_argv, run_command
+from healthd.vocab import ServiceProtocol
 
 from .fakes import fwm_virtual, virtual
 
@@ -22,7 +23,7 @@ def script(tmp_path: Path, body: str, name: str = "cmd") -> str:
 
 @pytest.mark.parametrize(("v", "action", "tail"), [
     (virtual("10.0.0.1", 80), "start", ["start", "10.0.0.1:80", "tcp"]),
-    (virtual("10.0.0.1", 53, protocol="udp"), "stop", ["stop", "10.0.0.1:53", "udp"]),
+    (virtual("10.0.0.1", 53, protocol=ServiceProtocol.UDP), "stop", ["stop", "10.0.0.1:53", "udp"]),
     (virtual("2001:db8::1", 443), "start", ["start", "[2001:db8::1]:443", "tcp"]),
     (fwm_virtual(99), "stop", ["stop", "99", "fwm"]),
 ])

@@ -10,8 +10,9 @@ import pytest
 
 from healthd.checks.dialog import CheckFailed, bounded, read_coded_reply
 from healthd.checks.spec import CheckSpec, CheckType
+from healthd.vocab import ServiceProtocol
 
-SPEC = CheckSpec(type=CheckType.NEGOTIATE, service="smtp", protocol="tcp", family=4,
+SPEC = CheckSpec(type=CheckType.NEGOTIATE, service="smtp", protocol=ServiceProtocol.TCP, family=4,
                  address="127.0.0.1", port=25, negotiatetimeout=0.3)
 
 
