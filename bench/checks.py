@@ -31,7 +31,7 @@ import aiohttp
 
 from bench.checks_nginx import loopback_addresses, nginx
 from healthd.checks.context import CheckContext
-from healthd.checks.registry import CheckRunner
+from healthd.checks.runner import CheckRunner
 from healthd.checks.spec import CheckSpec, CheckType, Outcome
 from healthd.vocab import ServiceProtocol
 

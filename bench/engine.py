@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.checks_nginx import loopback_addresses, nginx
-from healthd.checks.registry import CheckRunner
+from healthd.checks.runner import CheckRunner
 from healthd.checks.spec import CheckSpec, Outcome
 from healthd.config import parse_text
 from healthd.engine import events
@@ -171,7 +171,6 @@ async def run_size(n: int, window: float, interval: float, check_timeout: float,
                     down_at.setdefault(event.real.address, time.monotonic())
 
         engine = Engine(config, runner, reconciler, on_event=on_event)
-        await runner.start()
         gc.collect()
         await engine.start()
         try:
@@ -206,8 +205,7 @@ async def run_size(n: int, window: float, interval: float, check_timeout: float,
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(reconciler.all_gone.wait(), interval + check_timeout + 5)
         finally:
-            await engine.stop(cleanstop=True)
-            await runner.close()
+            await engine.stop(cleanstop=True)  # closes the runner too
 
     def since_t0(at: float | None) -> float | None:
         return None if at is None else (at - t0) * 1000

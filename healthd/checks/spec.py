@@ -10,17 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from healthd.vocab import CheckType, ServiceProtocol, host_port
-
-# Every `service=` value ldirectord knows. Which of them healthd can run is
-# decided by healthd.checks.registry.SUPPORTED_SERVICES.
-KNOWN_SERVICES: frozenset[str] = frozenset(
-    {
-        "dns", "ftp", "http", "https", "http_proxy", "imap", "imaps", "ldap", "ldaps",
-        "mysql", "nntp", "none", "oracle", "pgsql", "pop", "pops", "radius", "simpletcp",
-        "sip", "smtp", "submission",
-    }
-)
+from healthd.checks.services import KNOWN_SERVICES as KNOWN_SERVICES  # the config parser's import
+from healthd.vocab import CheckType as CheckType  # where the checks import it from
+from healthd.vocab import ServiceProtocol, host_port
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from healthd.checks import registry
+from healthd.checks import services
 from healthd.checks.spec import CheckSpec, CheckType
 from healthd.config import defaults
 from healthd.config.lexer import quote
@@ -175,7 +175,7 @@ class _Builder:
                                              f"{quote(settings['ops'].text)}")
         service = get("service") or (defaults.service_for_port(port) if fwmark is None else "none")
         type_name, checktype, every = get("checktype", ("negotiate", CheckType.NEGOTIATE, 0))
-        if checktype is CheckType.NEGOTIATE and service not in registry.SUPPORTED_SERVICES:
+        if checktype is CheckType.NEGOTIATE and service not in services.SUPPORTED_SERVICES:
             if "service" in settings:
                 self.error(settings["service"].line, f"service={service} is not supported yet: "
                                                      f"{quote(settings['service'].text)}")

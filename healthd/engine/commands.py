@@ -17,6 +17,9 @@ import signal
 from dataclasses import dataclass
 
 from healthd.config.model import Virtual
+from healthd.engine import events
+from healthd.engine.bus import EventBus
+from healthd.ipvs.model import ServiceKey
 
 OUTPUT_LIMIT = 4096
 
@@ -114,3 +117,53 @@ class CommandQueue:
         tasks = list(self._tails.values())
         if tasks:
             await asyncio.wait(tasks, timeout=limit)
+
+
+class FallbackCommands:
+    """Runs each virtual's fallbackcommand so that it follows the fallback state of the applied table."""
+
+    def __init__(self, bus: EventBus, timeout: float = 30.0) -> None:
+        self._bus = bus
+        self.queue = CommandQueue(timeout)
+        self._state: dict[ServiceKey, str] = {}  # last action run (or due) per virtual: start | stop
+
+    def follow(self, key: ServiceKey, virtual: Virtual, active: bool, default_command: str | None) -> None:
+        """`start` when the fallback became active, `stop` when it was started and is no longer."""
+        action = "start" if active else "stop"
+        # Only a fallback that was started is ever stopped: a start-up with reals up runs nothing.
+        if self._state.get(key, "stop") == action:
+            return
+        if virtual.fallbackcommand or default_command:
+            self.submit(key, virtual, action, default_command)
+        self._state[key] = action
+
+    def retire(self, key: ServiceKey, virtual: Virtual, default_command: str | None) -> None:
+        """The virtual left the configuration (or healthd stops): stop what was started."""
+        if self._state.pop(key, None) == "start":
+            self.submit(key, virtual, "stop", default_command)
+
+    def stop_all(self, virtuals: dict[ServiceKey, Virtual], default_command: str | None) -> None:
+        for key, virtual in virtuals.items():
+            if self._state.get(key) == "start":
+                self.submit(key, virtual, "stop", default_command)
+
+    def submit(self, key: ServiceKey, virtual: Virtual, action: str, default_command: str | None) -> None:
+        command = virtual.fallbackcommand or default_command
+        self._state[key] = action
+        if not command:
+            return
+        try:
+            argv = fallback_argv(command, action, virtual)
+        except ValueError as exc:
+            self._bus.emit(events.CommandFinished(virtual, (command,), None, "",
+                                                  f"cannot parse command: {exc}"))
+            return
+        task = self.queue.submit(key, argv)
+        task.add_done_callback(lambda t: self._done(virtual, t))
+
+    def _done(self, virtual: Virtual, task: asyncio.Task[CommandResult]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            return
+        result = task.result()
+        self._bus.emit(events.CommandFinished(virtual, result.argv, result.returncode, result.output,
+                                              result.error))

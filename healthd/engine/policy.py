@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from healthd.checks.spec import CheckSpec, CheckType
 from healthd.config.model import Config, Fallback, GlobalSettings, Real, Virtual
-from healthd.engine.health import State
+from healthd.engine.health import State, fixed_state
 from healthd.ipvs.model import (
     Dest,
     DestKey,
@@ -193,10 +193,7 @@ def health_from(states: Mapping[CheckSpec, State]) -> HealthLookup:
     """A lookup over a plain mapping (tests, dry runs): on/off fixed, anything else unknown."""
 
     def lookup(spec: CheckSpec) -> State:
-        if spec.type is CheckType.ON:
-            return State.UP
-        if spec.type is CheckType.OFF:
-            return State.UNKNOWN
-        return states.get(spec, State.UNKNOWN)
+        fixed = fixed_state(spec)
+        return fixed if fixed is not None else states.get(spec, State.UNKNOWN)
 
     return lookup

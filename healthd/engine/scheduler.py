@@ -34,8 +34,6 @@ from healthd.checks.spec import CheckSpec, CheckType, Outcome
 RunCheck = Callable[[CheckSpec], Awaitable[Outcome]]
 OnOutcome = Callable[[CheckSpec, Outcome], None]
 
-# Checktypes whose verdict never changes: nothing to schedule.
-UNSCHEDULED = frozenset({CheckType.ON, CheckType.OFF})
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +160,7 @@ class Scheduler:
         loop = self._loop
         if loop is None:
             raise RuntimeError("Scheduler.update() before start()")
-        wanted = {s for s in specs if s.type not in UNSCHEDULED}
+        wanted = {s for s in specs if s.type.runs}  # on/off: a verdict that never changes
         stopped = 0
         for spec in [s for s in self._slots if s not in wanted]:
             self._retire(self._slots.pop(spec))

@@ -143,7 +143,7 @@ class DeleteDest:
 Operation = AddService | EditService | DeleteService | AddDest | EditDest | DeleteDest
 
 
-def describe(op: Operation) -> str:
+def describe_op(op: Operation) -> str:
     """The operation and its object in words: 'add real 10.0.0.2:80 to TCP 10.0.0.1:80 (gate, weight 1)'."""
     match op:
         case AddService(service):

@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from healthd.ipvs import genl
 from healthd.ipvs.backend import AlreadyExists, IPVSError, NotFound, Unavailable
-from healthd.ipvs.model import AddService, EditService, Entry, Operation, Table, describe
+from healthd.ipvs.model import AddService, EditService, Entry, Operation, Table, describe_op
 
 SOL_NETLINK = 270
 NETLINK_GENERIC = 16
@@ -84,7 +84,7 @@ def _open_socket(netns: str | None) -> socket.socket:
 
 def error_for(code: int, op: Operation) -> IPVSError:
     """The healthd error for the kernel's answer `code` (an errno) to `op`."""
-    what = describe(op)
+    what = describe_op(op)
     if code == errno.EEXIST:
         return AlreadyExists(f"{what}: already there", code)
     if code == errno.ESRCH:

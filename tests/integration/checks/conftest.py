@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 import pytest
 import trustme
 
-from healthd.checks.registry import CheckRunner
+from healthd.checks.runner import CheckRunner
 from healthd.checks.spec import CheckSpec, CheckType, Outcome
 from healthd.vocab import ServiceProtocol
 

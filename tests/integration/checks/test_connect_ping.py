@@ -15,7 +15,7 @@ from typing import TypeVar
 
 import pytest
 
-from healthd.checks.registry import CheckRunner
+from healthd.checks.runner import CheckRunner
 from healthd.checks.spec import CheckSpec, CheckType, Outcome
 from healthd.vocab import ServiceProtocol
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from healthd.checks.context import CheckContext
-from healthd.checks.registry import CheckRunner
+from healthd.checks.runner import CheckRunner
 from healthd.checks.spec import CheckSpec, CheckType
 from healthd.vocab import ServiceProtocol
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-from healthd.checks.registry import CheckRunner
+from healthd.checks.runner import CheckRunner
 from healthd.checks.spec import CheckSpec, CheckType
 from healthd.vocab import ServiceProtocol
 

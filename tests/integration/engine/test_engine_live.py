@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from healthd.checks.registry import CheckRunner
+from healthd.checks.runner import CheckRunner
 from healthd.config import parse_text
 from healthd.engine import events
 from healthd.engine.engine import Engine
@@ -72,13 +72,11 @@ class Live:
         return {} if entry is None else {str(k): d.weight for k, d in entry.dests.items()}
 
     async def __aenter__(self) -> Live:
-        await self.runner.start()
-        await self.engine.start()
+        await self.engine.start()  # starts the runner too
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.engine.stop(cleanstop=False)
-        await self.runner.close()
+        await self.engine.stop(cleanstop=False)  # closes the runner too
 
 
 async def wait_dests(live: Live, want: dict[str, int], within: float = 5.0) -> float:

@@ -56,6 +56,12 @@ class ScriptedRunner:
         self.delay: dict[str, float] = {}
         self.runs: list[tuple[float, CheckSpec]] = []
 
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
     async def run(self, spec: CheckSpec) -> Outcome:
         loop = asyncio.get_running_loop()
         start = loop.time()
@@ -86,6 +92,12 @@ class RecordingReconciler:
         self.backend = FakeBackend(table)
         self.calls: list[tuple[float, Table, frozenset[ServiceKey]]] = []
         self.fail = fail
+
+    async def dump(self) -> Table:
+        return await self.backend.dump()
+
+    async def resync(self) -> None:
+        pass
 
     async def sync(self, desired: Table, managed: Any) -> None:
         self.calls.append((asyncio.get_running_loop().time(), desired, frozenset(managed)))

@@ -47,32 +47,13 @@ from collections.abc import Awaitable, Callable
 
 from healthd.checks.context import CheckContext
 from healthd.checks.deadlines import Deadlines
+from healthd.checks.services import SERVICE_MODULES, SUPPORTED_SERVICES
 from healthd.checks.spec import CheckSpec, CheckType, Outcome
 
 log = logging.getLogger(__name__)
 
 CheckFn = Callable[[CheckSpec, CheckContext], Awaitable[Outcome]]
 
-# service -> module under healthd.checks that implements its negotiate check.
-SERVICE_MODULES: dict[str, str] = {
-    "http": "http", "https": "http", "http_proxy": "http",
-    "simpletcp": "simpletcp",
-    "dns": "dns",
-    "smtp": "mail", "submission": "mail", "pop": "mail", "pops": "mail",
-    "imap": "mail", "imaps": "mail", "nntp": "mail",
-    "ftp": "ftp",
-    "ldap": "ldap", "ldaps": "ldap",
-    "mysql": "sql", "pgsql": "sql", "oracle": "sql",
-    "sip": "sip",
-    "radius": "radius",
-}
-
-# Services whose negotiate check exists ("none" needs no module: always up).
-# The config layer rejects any other service with "not supported yet" rather
-# than letting it pass silently. Grows as modules land.
-SUPPORTED_SERVICES: frozenset[str] = frozenset({"none", "http", "https", "http_proxy", "simpletcp",
-    "dns", "smtp", "submission", "pop", "pops", "imap", "imaps", "nntp", "ftp",
-    "ldap", "ldaps", "mysql", "pgsql", "sip", "radius"})  # not oracle: never run against a real server
 
 # check type -> module, for the types that do not depend on the service
 _TYPE_MODULES: dict[CheckType, str] = {

@@ -9,7 +9,8 @@ from dataclasses import replace
 import pytest
 
 from healthd.checks.context import CheckContext
-from healthd.checks.registry import SERVICE_MODULES, SUPPORTED_SERVICES, CheckRunner
+from healthd.checks.runner import CheckRunner
+from healthd.checks.services import SERVICE_MODULES, SUPPORTED_SERVICES
 from healthd.checks.spec import KNOWN_SERVICES, CheckSpec, CheckType, Outcome
 from healthd.vocab import ServiceProtocol
 
