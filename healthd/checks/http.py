@@ -46,7 +46,7 @@ from urllib.parse import quote
 
 from healthd import __version__, vocab
 from healthd.checks.context import CheckContext
-from healthd.checks.httpparse import ResponseParser, State
+from healthd.checks.httpparse import ParseState, ResponseParser
 from healthd.checks.poller import Poller
 from healthd.checks.receive import BadPattern, compiled, decode
 from healthd.checks.spec import CheckSpec, Outcome
@@ -218,8 +218,8 @@ class _Exchange:
             parser.feed_eof()
         else:
             state = parser.feed(data)
-            if state is State.HEAD or (
-                    state is State.BODY and not self.decide_on_status and 200 <= parser.status < 300):
+            if state is ParseState.HEAD or (
+                    state is ParseState.BODY and not self.decide_on_status and 200 <= parser.status < 300):
                 return
         self._settle(None)
 
@@ -314,7 +314,7 @@ def _judge(parser: ResponseParser, pattern: object, latency: float) -> Outcome:
         return Outcome(False, f"HTTP {parser.status} {parser.reason}".rstrip(), latency)
     if pattern is None:
         return Outcome(True, f"HTTP {parser.status}", latency)
-    if parser.state is State.ERROR:
+    if parser.state is ParseState.ERROR:
         return Outcome(False, f"HTTP {parser.status}, then {parser.error}", latency)
     if pattern.search(decode(bytes(parser.body))) is None:  # type: ignore[attr-defined]
         read = f"first {len(parser.body)} bytes of body" if parser.truncated else "body"
