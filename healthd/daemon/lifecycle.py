@@ -12,7 +12,6 @@ changes nothing but the log and the systemd status.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import os
@@ -30,6 +29,7 @@ from healthd.daemon.systemd import Notifier
 from healthd.engine import events
 from healthd.engine.bus import EventBus
 from healthd.engine.snapshot import Snapshot, as_json, reals_up
+from healthd.process import run_process
 from healthd.vocab import State
 
 log = logging.getLogger("healthd")
@@ -352,23 +352,14 @@ class Daemon:
         except ValueError as exc:
             log.error("callback %r cannot be parsed: %s", callback, exc)
             return
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, start_new_session=True
-            )
-        except OSError as exc:
-            log.error("callback %s could not run: %s", argv[0], exc.strerror or exc)
-            return
-        try:
-            code = await asyncio.wait_for(proc.wait(), CALLBACK_TIMEOUT)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            await proc.wait()
+        # its output goes where ours goes (the journal under systemd), as with ldirectord
+        result = await run_process(argv, CALLBACK_TIMEOUT, capture=False)
+        if result.timed_out:
             log.error("callback %s did not finish within %.0f s and was killed", argv[0], CALLBACK_TIMEOUT)
-            return
-        if code != 0:
-            log.warning("callback %s exited with status %d", argv[0], code)
+        elif result.returncode is None:
+            log.error("callback: %s", result.error)
+        elif result.returncode != 0:
+            log.warning("callback %s exited with status %d", argv[0], result.returncode)
 
     # --- status ------------------------------------------------------------------------
 
