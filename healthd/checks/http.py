@@ -41,17 +41,17 @@ import select
 import socket
 import ssl
 import string
-import struct
 from urllib.parse import quote
 
 from healthd import __version__, vocab
+from healthd.checks import failures
 from healthd.checks.context import CheckContext
 from healthd.checks.httpparse import ParseState, ResponseParser
 from healthd.checks.poller import Poller
 from healthd.checks.receive import BadPattern, compiled, decode
+from healthd.checks.sockets import reset_on_close
 from healthd.checks.spec import CheckSpec, Outcome
 
-_LINGER_RST = struct.pack("ii", 1, 0)  # l_onoff=1, l_linger=0: close() sends RST, no TIME_WAIT
 _READ = select.EPOLLIN
 _WRITE = select.EPOLLOUT
 _READ_WRITE = select.EPOLLIN | select.EPOLLOUT
@@ -156,7 +156,7 @@ class _Exchange:
             except (BlockingIOError, InterruptedError):
                 sent = 0  # still connecting, or the send buffer is full
             except OSError as exc:
-                self._settle(_describe(exc))
+                self._settle(failures.of_exception(exc))
                 return
             if sent:
                 self.out = self.out[sent:]
@@ -192,7 +192,7 @@ class _Exchange:
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
-            self._settle(_describe(exc))
+            self._settle(failures.of_exception(exc))
             return
         if self.tls is not None:
             if not data:
@@ -203,7 +203,7 @@ class _Exchange:
             try:
                 data, eof = self._tls_receive(data)
             except ssl.SSLError as exc:
-                self._settle(_describe(exc))
+                self._settle(failures.of_exception(exc))
                 return
             if not self.handshaken:
                 return
@@ -286,7 +286,7 @@ async def check(spec: CheckSpec, ctx: CheckContext) -> Outcome:
                          socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
     exchange = None
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+        reset_on_close(sock)
         if spec.scheme == "https":  # resolved by the config layer, from service= or the URL
             exchange = _Exchange(ctx.poller, sock, request, parser, pattern is None, verdict,
                                  ctx.tls, spec.virtualhost or spec.address)
@@ -295,7 +295,7 @@ async def check(spec: CheckSpec, ctx: CheckContext) -> Outcome:
         exchange.start((spec.address, spec.port))
         failure = await verdict
     except OSError as exc:  # ssl.SSLError is an OSError
-        failure = _describe(exc)
+        failure = failures.of_exception(exc)
     finally:
         if exchange is not None:
             exchange.close()
@@ -322,14 +322,3 @@ def _judge(parser: ResponseParser, pattern: object, latency: float) -> Outcome:
     return Outcome(True, f"HTTP {parser.status}, body matched", latency)
 
 
-def _describe(exc: BaseException) -> str:
-    """A one-line, human reason for a failed connection."""
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, ConnectionResetError):
-        return "connection reset by the server"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS failed: {exc.reason or exc}"
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"connection failed: {exc.strerror.lower()}"
-    return f"connection failed: {exc}"

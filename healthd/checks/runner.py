@@ -45,6 +45,7 @@ import importlib
 import logging
 from collections.abc import Awaitable, Callable
 
+from healthd.checks import failures
 from healthd.checks.context import CheckContext
 from healthd.checks.deadlines import Deadlines
 from healthd.checks.services import SERVICE_MODULES, SUPPORTED_SERVICES
@@ -138,15 +139,14 @@ class CheckRunner:
             outcome = await fn(spec, self.ctx)
         except asyncio.CancelledError:
             if entry.expired and task.uncancel() <= cancelling:
-                return Outcome(False, f"timed out after {deadline:g} s", loop.time() - started)
+                return Outcome(False, failures.timed_out(deadline), loop.time() - started)
             raise
         except Exception as exc:  # a module's bug must not take the engine down
             log.exception("check of %s (%s/%s) crashed", spec.target, spec.type, spec.service)
-            return Outcome(False, f"check failed unexpectedly: {type(exc).__name__}: {exc}",
-                           loop.time() - started)
+            return Outcome(False, failures.crashed(exc), loop.time() - started)
         finally:
             entry.done = True
         if entry.expired:  # the module swallowed the cancellation: the deadline still stands
             task.uncancel()
-            return Outcome(False, f"timed out after {deadline:g} s", loop.time() - started)
+            return Outcome(False, failures.timed_out(deadline), loop.time() - started)
         return outcome

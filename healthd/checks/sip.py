@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 
+from healthd import vocab
 from healthd.checks.context import CheckContext
 from healthd.checks.dialog import CheckFailed, bounded, close_stream, excerpt, open_stream
 from healthd.checks.spec import CheckSpec, Outcome
@@ -70,8 +71,7 @@ def judge(code: int, reason: str) -> str:
 
 
 def _host_port(sockname: tuple[object, ...]) -> str:
-    host, port = str(sockname[0]), sockname[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return vocab.host_port(str(sockname[0]), str(sockname[1]))
 
 
 # ---- transports ----------------------------------------------------------

@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
+from healthd import vocab
+
 RealId = tuple[str, int]  # (address, configured port) of a real
 
 # Leading label of a host name, as ldirectord extracts the short name.
@@ -26,7 +28,7 @@ def names_of(address: str, port: int, hostname: str | None) -> frozenset[str]:
     """Every file name that puts this real into maintenance."""
     hosts = [address]
     if ":" in address:  # IPv6: also accept the bracketed spelling ldirectord uses
-        hosts.append(f"[{address}]")
+        hosts.append(vocab.host(address))
     if hostname:
         hosts.append(hostname)
         short = _SHORT.match(hostname)

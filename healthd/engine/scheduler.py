@@ -29,6 +29,7 @@ from array import array
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
+from healthd.checks import failures
 from healthd.checks.spec import CheckSpec, CheckType, Outcome
 
 RunCheck = Callable[[CheckSpec], Awaitable[Outcome]]
@@ -303,11 +304,11 @@ class Scheduler:
                 task = asyncio.current_task()
                 if task is not None:
                     task.uncancel()
-                outcome = Outcome(False, f"no verdict within {spec.deadline:g} s", loop.time() - started)
+                outcome = Outcome(False, failures.timed_out(spec.deadline), loop.time() - started)
             else:
                 raise
         except Exception as exc:  # a bug in a check must not kill its schedule
-            outcome = Outcome(False, f"check failed: {type(exc).__name__}: {exc}", loop.time() - started)
+            outcome = Outcome(False, failures.crashed(exc), loop.time() - started)
         finally:
             self._running.pop(sched, None)
             sched.task = None
