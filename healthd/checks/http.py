@@ -1,24 +1,11 @@
 """The negotiate check for http, https and http_proxy: one request, a 2xx status, a body matching `receive`.
 
-Why not aiohttp: this check must run 10,000 times a second in one process, and the
-numbers decided it. `python -m bench checks` (nginx on 200 loopback addresses, a
-fresh connection per check, 200 in flight, CPU time of the checking process, median
-of 3 rounds of 10,000 checks; 2-core machine shared with other jobs, load ~5):
-    GET, status only:          aiohttp 3.14  677 us/check   this module  147 us  (4.6x)
-    GET, body matched:         aiohttp 3.14  685 us/check   this module  144 us  (4.8x)
-    HTTPS GET, full handshake: aiohttp 3.14 2720 us/check   this module 2125 us  (TLS dominates)
-    floor: a TCP connect check 99 us; CheckRunner.run with no I/O 5 us; the same
-    syscalls from a plain epoll loop without asyncio ~63 us (kernel + socket calls)
-On loopback the kernel work of both ends (nginx's TCP included) is charged to the
-checker, so a quiet machine or a remote real costs less; the ratio is what counts.
-The first lean version (an asyncio Protocol on loop.create_connection) cost ~330 us;
-driving the socket from readiness callbacks brought it to ~190 us, and watching all
-check sockets through one private epoll (healthd.checks.poller) instead of
-loop.add_reader per socket to ~145 us.
-aiohttp builds request and response objects, a stream reader and header multidicts
-per request; a health check needs a status line and a bounded body, so it is
-written here directly on readiness callbacks (class _Exchange) with a small pure
-parser (healthd.checks.httpparse).
+Why not aiohttp: this check must run 10,000 times a second in one process, and a
+client that builds request/response objects and header multidicts per request cost
+~4.5x the CPU of this module (the measurements: bench/checks_results.md, `./run bench checks`).
+A health check needs a status line and a bounded body, so it is written here directly
+on readiness callbacks (class _Exchange), with its sockets watched through one private
+epoll (healthd.checks.poller) and a small pure parser (healthd.checks.httpparse).
 
 Behaviour (as ldirectord, with its weak spots fixed):
 - `httpmethod` (GET or HEAD) of `request` on address:port; Host is `virtualhost`, else the
