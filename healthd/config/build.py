@@ -18,7 +18,7 @@ from healthd.config import defaults
 from healthd.config.lexer import quote
 from healthd.config.lookup import Resolver, is_ip, resolve_host, resolve_port
 from healthd.config.model import Config, ConfigIssue, Fallback, GlobalSettings, Real, Virtual
-from healthd.config.parser import Draft, Section, Setting
+from healthd.config.parser import Draft, Section, Setting, VirtualAddress
 from healthd.config.regex import PerlRegexError, translate
 from healthd.config.values import FallbackLine, HostPort, RealLine
 from healthd.vocab import Forward, ServiceProtocol
@@ -145,18 +145,7 @@ class _Builder:
         family = 6 if section.v6 else 4
         written = section.address
         fwmark = written.fwmark
-        protocol = ServiceProtocol(defaults.protocol_for(written.port))
-        if "protocol" in settings:
-            wanted = settings["protocol"].value
-            if fwmark is not None and wanted != "fwm":
-                self.error(settings["protocol"].line, "a firewall-mark virtual service needs protocol=fwm "
-                           f"(or no protocol line): {quote(settings['protocol'].text)}")
-            elif fwmark is None and wanted == "fwm":
-                self.error(settings["protocol"].line,
-                           "protocol=fwm needs a firewall-mark virtual (virtual=N); "
-                           f"this one has an address and port: {quote(settings['protocol'].text)}")
-            else:
-                protocol = ServiceProtocol(wanted)
+        protocol = self.protocol(written, settings)
         address: str | None = None
         port = 0
         ok = True
@@ -175,19 +164,7 @@ class _Builder:
                                              f"{quote(settings['ops'].text)}")
         service = get("service") or (defaults.service_for_port(port) if fwmark is None else "none")
         type_name, checktype, every = get("checktype", ("negotiate", CheckType.NEGOTIATE, 0))
-        if checktype is CheckType.NEGOTIATE and service not in services.SUPPORTED_SERVICES:
-            if "service" in settings:
-                self.error(settings["service"].line, f"service={service} is not supported yet: "
-                                                     f"{quote(settings['service'].text)}")
-            else:
-                self.error(section.line, f"service={service} (ldirectord's default for port {port}) "
-                                         "is not supported yet: set service= or checktype=connect in "
-                                         f"this section: {quote(section.text)}")
-        if checktype in (CheckType.EXTERNAL, CheckType.EXTERNAL_PERL) and "checkcommand" not in settings:
-            self.warn(section.line, f"checktype={type_name} without checkcommand runs "
-                                    f"{defaults.DEFAULT_CHECKCOMMAND} (always up)")
-        if get("httpmethod") == "HEAD" and "receive" in settings:
-            self.warn(settings["receive"].line, "httpmethod=HEAD gets no body, so receive can never match")
+        self.check_the_checks(section, service, port, type_name, checktype)
 
         context = _VirtualContext(family, protocol, address, port, fwmark, service, checktype, every,
                                   settings)
@@ -226,6 +203,45 @@ class _Builder:
             emailalertstatus=get("emailalertstatus", self.global_value("emailalertstatus", ("all",))),
             smtp=get("smtp", self.global_value("smtp")), line=section.line,
         )
+
+    def protocol(self, written: VirtualAddress, settings: dict[str, Setting]) -> ServiceProtocol:
+        """`protocol=` if it fits the virtual, else ldirectord's default (udp for port 53, fwm for marks)."""
+        protocol = ServiceProtocol(defaults.protocol_for(written.port))
+        fwmark = written.fwmark
+        if "protocol" in settings:
+            wanted = settings["protocol"].value
+            if fwmark is not None and wanted != "fwm":
+                self.error(settings["protocol"].line, "a firewall-mark virtual service needs protocol=fwm "
+                           f"(or no protocol line): {quote(settings['protocol'].text)}")
+            elif fwmark is None and wanted == "fwm":
+                self.error(settings["protocol"].line,
+                           "protocol=fwm needs a firewall-mark virtual (virtual=N); "
+                           f"this one has an address and port: {quote(settings['protocol'].text)}")
+            else:
+                protocol = ServiceProtocol(wanted)
+        return protocol
+
+    def check_the_checks(self, section: Section, service: str, port: int, type_name: str,
+                         checktype: CheckType) -> None:
+        """Errors and warnings about the section's check settings as a whole."""
+        settings = section.settings
+
+        def get(name: str, default: Any = None) -> Any:
+            return settings[name].value if name in settings else default
+
+        if checktype is CheckType.NEGOTIATE and service not in services.SUPPORTED_SERVICES:
+            if "service" in settings:
+                self.error(settings["service"].line, f"service={service} is not supported yet: "
+                                                     f"{quote(settings['service'].text)}")
+            else:
+                self.error(section.line, f"service={service} (ldirectord's default for port {port}) "
+                                         "is not supported yet: set service= or checktype=connect in "
+                                         f"this section: {quote(section.text)}")
+        if checktype in (CheckType.EXTERNAL, CheckType.EXTERNAL_PERL) and "checkcommand" not in settings:
+            self.warn(section.line, f"checktype={type_name} without checkcommand runs "
+                                    f"{defaults.DEFAULT_CHECKCOMMAND} (always up)")
+        if get("httpmethod") == "HEAD" and "receive" in settings:
+            self.warn(settings["receive"].line, "httpmethod=HEAD gets no body, so receive can never match")
 
     def inherit_fallback(self, setting: Setting, family: int, protocol: ServiceProtocol,
                          port: int) -> Fallback | None:
@@ -303,38 +319,12 @@ class _Builder:
         else:
             request_raw = get("request")
             receive, receive_re = get("receive", ("", None))
-        check_address = address
-        check_port = defaults.checkport(get("checkport"), port, service)
-        virtualhost = get("virtualhost")
-        scheme = ""
-        request = request_raw or ""
-        if service in ("http", "https"):
-            scheme = service
-            request = request_raw or "/"
-            url = _URL.fullmatch(request)
-            if url:
-                scheme = url.group(1)
-                host = url.group(2).strip("[]")
-                where = setting if written.request else settings["request"]
-                resolved = self.address(host, context.family, where, "check URL's host")
-                if resolved is None:
-                    return None
-                check_address = resolved
-                check_port = int(url.group(3)) if url.group(3) else (443 if scheme == "https" else 80)
-                request = url.group(4) or "/"
-                if not request.startswith("/"):
-                    request = "/" + request
-                virtualhost = virtualhost or host
-            elif not request.startswith("/"):
-                request = "/" + request
-        elif service == "http_proxy":
-            scheme = "http"
-            if not re.match(r"https?://", request):
-                own_line = "request" in settings and not written.request
-                line = settings["request"].line if own_line else setting.line
-                self.error(line, "service=http_proxy needs an absolute request URL that the proxy "
-                                       'fetches, such as request="http://www.example.com/"')
-                return None
+        target = self.web_target(service, request_raw, address,
+                                 defaults.checkport(get("checkport"), port, service), get("virtualhost"),
+                                 written, setting, context)
+        if target is None:
+            return None
+        scheme, check_address, check_port, request, virtualhost = target
         negotiates = checktype is CheckType.NEGOTIATE and service != "none"
         needs_port = checktype is CheckType.CONNECT or negotiates
         if needs_port and not check_port:
@@ -343,7 +333,7 @@ class _Builder:
                                      "to connect to: add checkport=N to the virtual section (firewall-mark "
                                      f"reals usually carry no port): {quote(setting.text)}")
             return None
-        if checktype in (CheckType.PING, CheckType.ON, CheckType.OFF):
+        if checktype is CheckType.PING or not checktype.runs:
             check_port = 0
         command = ""
         command_args: tuple[str, ...] = ()
@@ -371,6 +361,44 @@ class _Builder:
             database=get("database", ""), secret=get("secret", ""),
             command=command, command_args=command_args,
         )
+
+
+    def web_target(self, service: str, request_raw: str | None, address: str, port: int,
+                   virtualhost: str | None, written: RealLine, setting: Setting,
+                   context: _VirtualContext) -> tuple[str, str, int, str, str | None] | None:
+        """(scheme, address, port, request, virtualhost) the check uses; a URL request can move it.
+
+        http/https: a request that is a URL (`http://host:port/path`) sends the check to that
+        host and port; a path gains its leading `/`. http_proxy needs an absolute URL.
+        """
+        settings = context.settings
+        request = request_raw or ""
+        if service in ("http", "https"):
+            request = request_raw or "/"
+            url = _URL.fullmatch(request)
+            if not url:
+                path = request if request.startswith("/") else "/" + request
+                return service, address, port, path, virtualhost
+            scheme = url.group(1)
+            host = url.group(2).strip("[]")
+            where = setting if written.request else settings["request"]
+            resolved = self.address(host, context.family, where, "check URL's host")
+            if resolved is None:
+                return None
+            url_port = int(url.group(3)) if url.group(3) else (443 if scheme == "https" else 80)
+            path = url.group(4) or "/"
+            if not path.startswith("/"):
+                path = "/" + path
+            return scheme, resolved, url_port, path, virtualhost or host
+        if service == "http_proxy":
+            if not re.match(r"https?://", request):
+                own_line = "request" in settings and not written.request
+                line = settings["request"].line if own_line else setting.line
+                self.error(line, "service=http_proxy needs an absolute request URL that the proxy "
+                                 'fetches, such as request="http://www.example.com/"')
+                return None
+            return "http", address, port, request, virtualhost
+        return "", address, port, request, virtualhost
 
 
 @dataclass(frozen=True, slots=True)
