@@ -32,7 +32,7 @@ def _raising(exc: BaseException):
         (asyncio.IncompleteReadError(b"", 10), "connection closed by the server"),
         (asyncio.LimitOverrunError("long", 0), "reply line too long"),
         (ssl.SSLError(1, "WRONG_VERSION_NUMBER"), "TLS failed"),
-        (OSError(113, "No route to host"), "network error: No route to host"),
+        (OSError(113, "No route to host"), "connection failed: no route to host"),
         (UnicodeDecodeError("utf-8", b"\xff", 0, 1, "bad"), "unreadable reply"),
     ],
 )
