@@ -188,6 +188,7 @@ class Daemon:
         except Exception as exc:
             log.error("cannot start: %s", exc)
             self.notifier.stopping(f"failed to start: {exc}")
+            await self._stop_features()
             return 1
         if self.control_path is not None:
             self._control = ControlServer(self.control_path, self.status_snapshot)
@@ -232,15 +233,18 @@ class Daemon:
                 log.warning("the engine did not stop within %.1f s; exiting anyway", STOP_BUDGET)
             except Exception as exc:
                 log.error("error while stopping: %s", exc)
+        await self._stop_features()
+        if self._control is not None:
+            await self._control.close()
+        self.notifier.close()
+        log.info("stopped")
+
+    async def _stop_features(self) -> None:
         for feature in self.features:
             try:
                 await feature.stop()
             except Exception:
                 log.exception("feature %r failed to stop", feature)
-        if self._control is not None:
-            await self._control.close()
-        self.notifier.close()
-        log.info("stopped")
 
     # --- state changes --------------------------------------------------------------
 

@@ -287,3 +287,31 @@ async def test_a_reload_before_the_first_round_does_not_claim_readiness(tmp_path
     assert messages(sock)[-1]["READY"] == "1"
     harness.daemon.request_stop()
     assert await task == 0
+
+
+class RecordingFeature:
+    """A daemon feature as wiring.features() returns them: an observer of the engine's events."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.seen: list[events.Event] = []
+
+    async def start(self, engine: FakeEngine) -> None:  # type: ignore[override]
+        self.calls.append("start" if not engine.first_round.is_set() else "start after the first round")
+        engine.events.subscribe(self.seen.append, events.ReloadDone)
+
+    async def stop(self) -> None:
+        self.calls.append("stop")
+
+
+async def test_features_observe_the_engine_from_start_to_stop(tmp_path: Path, notify) -> None:
+    _sock, notifier = notify
+    cfg = tmp_path / "web.cf"
+    write(cfg)
+    feature = RecordingFeature()
+    async with Harness(cfg, notifier, features=[feature]) as h:
+        assert await h.daemon.reload() is True
+        cfg.write_text(BROKEN)
+        assert await h.daemon.reload() is False
+    assert feature.calls == ["start", "stop"]
+    assert [(e.ok, len(e.issues)) for e in feature.seen] == [(True, 0), (False, 2)]  # type: ignore[union-attr]
