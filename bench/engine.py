@@ -44,6 +44,7 @@ from healthd.engine.policy import service_key
 from healthd.ipvs.memory import MemoryTable
 from healthd.ipvs.model import ServiceKey, Table
 from healthd.ipvs.reconcile import Reconciler
+from healthd.vocab import State
 
 PORT = 18990
 REALS_PER_VIRTUAL = 100
@@ -164,7 +165,7 @@ async def run_size(n: int, window: float, interval: float, check_timeout: float,
 
         def on_event(event: events.Event) -> None:
             nonlocal bad
-            if isinstance(event, events.RealChanged) and event.new == "down":
+            if isinstance(event, events.RealChanged) and event.new is State.DOWN:
                 bad += 1
                 if event.outcome is not None:
                     failing_detail.setdefault(event.real.address, event.outcome.detail)

@@ -16,10 +16,11 @@ from healthd.checks import failures, ping
 from healthd.checks.context import CheckContext
 from healthd.checks.sockets import reset_on_close
 from healthd.checks.spec import CheckSpec, Outcome
+from healthd.vocab import ServiceProtocol
 
 
 async def check(spec: CheckSpec, ctx: CheckContext) -> Outcome:
-    if spec.protocol == "udp":
+    if spec.protocol is ServiceProtocol.UDP:
         return await ping.check(spec, ctx)
     loop = asyncio.get_running_loop()
     started = loop.time()

@@ -16,6 +16,7 @@ from healthd import vocab
 from healthd.checks.context import CheckContext
 from healthd.checks.dialog import CheckFailed, bounded, close_stream, excerpt, open_stream
 from healthd.checks.spec import CheckSpec, Outcome
+from healthd.vocab import ServiceProtocol
 
 MAX_MESSAGES = 20  # provisional or stray replies read before giving up
 HEADER_LIMIT = 16 * 1024
@@ -133,7 +134,7 @@ async def _over_tcp(spec: CheckSpec, ctx: CheckContext) -> tuple[int, str]:
 
 
 async def _sip(spec: CheckSpec, ctx: CheckContext) -> str:
-    if spec.protocol == "tcp":
+    if spec.protocol is ServiceProtocol.TCP:
         code, reason = await _over_tcp(spec, ctx)
     else:
         code, reason = await _over_udp(spec)

@@ -159,7 +159,7 @@ class _Builder:
                                          f"{quote(section.text)}")
             ok = address is not None and bool(resolved_port)
             port = resolved_port or 0
-        if get("ops", False) and protocol != "udp":
+        if get("ops", False) and protocol is not ServiceProtocol.UDP:
             self.error(settings["ops"].line, f"ops=yes (one-packet scheduling) needs protocol=udp: "
                                              f"{quote(settings['ops'].text)}")
         service = get("service") or (defaults.service_for_port(port) if fwmark is None else "none")
@@ -304,7 +304,7 @@ class _Builder:
             return settings[name].value if name in settings else default
 
         checktype = context.checktype
-        if checktype is CheckType.CONNECT and context.protocol == "udp":
+        if checktype is CheckType.CONNECT and context.protocol is ServiceProtocol.UDP:
             checktype = CheckType.PING  # ldirectord checks UDP "connect" with ping
         service = context.service if checktype is CheckType.NEGOTIATE else "none"
         if written.request is not None:

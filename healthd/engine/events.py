@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from healthd.checks.spec import CheckSpec, Outcome
+from healthd.checks.spec import CheckSpec, CheckType, Outcome
 from healthd.config.model import Config, Real, Virtual
 from healthd.ipvs.model import Operation, ServiceKey, Table
 from healthd.vocab import State
@@ -21,7 +21,7 @@ def describe_check(spec: CheckSpec) -> str:
     """A check in a few words: `negotiate http 10.0.0.2:80`, `connect 10.0.0.2:80`, `on`."""
     if not spec.type.runs:
         return str(spec.type)
-    if spec.type == "negotiate":
+    if spec.type is CheckType.NEGOTIATE:
         return f"negotiate {spec.service} {spec.target}"
     return f"{spec.type} {spec.target}"
 
