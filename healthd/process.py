@@ -1,7 +1,8 @@
 """Runs a child process, bounded: no shell, its own process group, TERM then KILL, at most N bytes of output.
 
 The one runner for every command healthd starts: fallbackcommand (engine.commands),
-the external checks (checks.external) and the autoreload callback (daemon.lifecycle).
+the external checks (checks.external), the autoreload callback (daemon.lifecycle) and
+`modprobe ip_vs` (ipvs.netlink).
 stdin is /dev/null; stdout and stderr are read together, the first `output_limit`
 bytes kept and the rest drained and dropped, so a chatty command neither blocks on
 a full pipe nor fills memory. A command still running at its timeout gets SIGTERM
