@@ -20,7 +20,7 @@ from healthd.vocab import ServiceProtocol
 
 
 async def check(spec: CheckSpec, ctx: CheckContext) -> Outcome:
-    if spec.protocol is ServiceProtocol.UDP:
+    if spec.protocol == ServiceProtocol.UDP:
         return await ping.check(spec, ctx)
     loop = asyncio.get_running_loop()
     started = loop.time()

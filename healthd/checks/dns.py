@@ -90,7 +90,7 @@ def answer_matches(kind: str, text: str, receive: str, receive_re: str | None) -
 
 async def _ask(spec: CheckSpec, name: str, kind: str) -> dns.message.Message:
     query = dns.message.make_query(name, kind)
-    if spec.protocol is ServiceProtocol.TCP:
+    if spec.protocol == ServiceProtocol.TCP:
         response = await dns.asyncquery.tcp(query, spec.address, port=spec.port)
     else:
         # A truncated UDP answer is asked again over TCP, as resolvers do.

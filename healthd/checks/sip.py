@@ -134,7 +134,7 @@ async def _over_tcp(spec: CheckSpec, ctx: CheckContext) -> tuple[int, str]:
 
 
 async def _sip(spec: CheckSpec, ctx: CheckContext) -> str:
-    if spec.protocol is ServiceProtocol.TCP:
+    if spec.protocol == ServiceProtocol.TCP:
         code, reason = await _over_tcp(spec, ctx)
     else:
         code, reason = await _over_udp(spec)

@@ -26,7 +26,7 @@ def fallback_argv(command: str, action: str, virtual: Virtual) -> list[str]:
         where = str(virtual.fwmark)
     else:
         where = host_port(virtual.address or "", virtual.port)
-    return [*shlex.split(command), action, where, virtual.protocol.value]
+    return [*shlex.split(command), action, where, str(virtual.protocol)]
 
 
 class CommandQueue:
