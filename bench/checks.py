@@ -33,8 +33,9 @@ import aiohttp
 from bench.checks_nginx import loopback_addresses, nginx
 from healthd.checks import tls
 from healthd.checks.context import CheckContext
-from healthd.checks.registry import CheckRunner
+from healthd.checks.runner import CheckRunner
 from healthd.checks.spec import CheckSpec, CheckType, Outcome
+from healthd.vocab import ServiceProtocol
 
 PORT = 18987  # HTTP; HTTPS on PORT + 1
 CA_FILE = f"/tmp/healthd-bench-ca-{os.getpid()}.pem"  # the CA of nginx's certificate (tlscafile)
@@ -44,7 +45,8 @@ Run = Callable[[CheckSpec], Awaitable[Outcome]]
 
 
 def _spec(address: str, **kw: object) -> CheckSpec:
-    base: dict[str, object] = dict(type=CheckType.NEGOTIATE, service="http", protocol="tcp", family=4,
+    base: dict[str, object] = dict(type=CheckType.NEGOTIATE, service="http", protocol=ServiceProtocol.TCP,
+                                   family=4,
                                    address=address, port=PORT, scheme="http", negotiatetimeout=3.0,
                                    checktimeout=3.0)
     base.update(kw)

@@ -1,8 +1,9 @@
 """TLS towards real servers: what to verify (TlsPolicy, resolved once by config) and the SSLContexts for it.
 
-The one home of every TLS rule of the checks: each service's default (what Debian 12's
-ldirectord does), which name a certificate must carry, the SNI sent, the contexts
-(shared per policy, never per check) and the sentence a rejected certificate gives.
+The one home of the TLS rules of the checks: each service's default (what Debian 12's
+ldirectord does), which name a certificate must carry, the SNI sent, and the contexts
+(shared per policy, never per check). The sentence a refused certificate gives is in
+healthd.checks.failures, with every other failure sentence.
 
 What ldirectord 4.12 does on Debian 12, read from its code and the Perl libraries it
 uses, and tried against loopback servers with self-signed, private-CA and wrong-name
@@ -28,6 +29,8 @@ import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from healthd.checks import failures
 
 TLS_SERVICES: frozenset[str] = frozenset({"https", "pops", "imaps", "ldaps"})
 
@@ -177,6 +180,10 @@ def _stamp(path: str | None) -> int:
         return -1
 
 
+class TlsSetupError(Exception):
+    """The check's own TLS files (tlscafile, tlscert, tlskey) cannot be used; the message is the detail."""
+
+
 class TlsContexts:
     """SSLContexts shared by every check with the same policy files; rebuilt when a file changes.
 
@@ -232,43 +239,6 @@ def _build_or_explain(policy: TlsPolicy) -> ssl.SSLContext:
     try:
         return build_context(policy)
     except OSError as exc:  # ssl.SSLError too: a file that is no PEM, a key that does not fit
-        reason = getattr(exc, "reason", None) or exc.strerror or exc
-        raise TlsSetupError(f"TLS settings unusable: {reason}"
-                            + (f": {exc.filename}" if exc.filename else "")) from exc
-
-
-# ---- failure sentences ---------------------------------------------------------------------
-
-_UNTRUSTED = {
-    2: "its issuer's certificate is not available",  # X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT
-    18: "self-signed",  # X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT
-    19: "self-signed CA not trusted",  # X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN
-    20: "issuer not trusted",  # X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY
-    21: "issuer not trusted",  # X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE
-}
-
-
-class TlsSetupError(Exception):
-    """The check's own TLS files (tlscafile, tlscert, tlskey) cannot be used; the message says why."""
-
-
-def describe_error(exc: ssl.SSLError) -> str:
-    """One line for a failed TLS handshake; a rejected certificate says expired, untrusted or wrong name."""
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        code = exc.verify_code
-        if code == 10:  # X509_V_ERR_CERT_HAS_EXPIRED
-            return "TLS certificate expired"
-        if code == 9:  # X509_V_ERR_CERT_NOT_YET_VALID
-            return "TLS certificate not yet valid"
-        if code in _UNTRUSTED:
-            return f"TLS certificate untrusted: {_UNTRUSTED[code]}"
-        if code in (62, 64):  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
-            # OpenSSL's message quotes the name: "Hostname mismatch, certificate is not valid for 'x'."
-            quoted = _QUOTED.search(exc.verify_message or "")
-            kind = "address" if code == 64 else "name"
-            return f"TLS certificate wrong name: not valid for {kind} {quoted.group(1) if quoted else '?'}"
-        return f"TLS certificate rejected: {exc.verify_message or getattr(exc, 'reason', None) or exc}"
-    return f"TLS failed: {getattr(exc, 'reason', None) or exc}"
-
-
-_QUOTED = re.compile(r"'([^']*)'")
+        reason = f"{getattr(exc, 'reason', None) or exc.strerror or exc}"
+        where = f": {exc.filename}" if exc.filename else ""
+        raise TlsSetupError(failures.tls_unusable(reason + where)) from exc

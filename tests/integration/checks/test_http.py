@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 
 from healthd.checks import tls
-from healthd.checks.registry import CheckRunner
+from healthd.checks.runner import CheckRunner
 
 from .conftest import http_spec
 from .servers import ok, reply, serve

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from healthd.checks import tls
-from healthd.checks.registry import CheckRunner
+from healthd.checks.runner import CheckRunner
 
 from .conftest import http_spec
 from .servers import ok, redirect, routed, serve

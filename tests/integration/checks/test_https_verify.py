@@ -10,7 +10,7 @@ import pytest
 import trustme
 
 from healthd.checks import tls
-from healthd.checks.registry import CheckRunner
+from healthd.checks.runner import CheckRunner
 from healthd.checks.spec import CheckSpec
 from healthd.checks.tls import TlsVerify
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from healthd.checks import tls
+from healthd.checks import failures, tls
 from healthd.checks.tls import TlsPolicy, TlsVerify
 from healthd.config import render
 
@@ -140,14 +140,14 @@ def test_failure_sentences_say_which() -> None:
         exc.verify_code, exc.verify_message = code, message
         return exc
 
-    assert tls.describe_error(verify_error(10, "certificate has expired")) == "TLS certificate expired"
-    assert tls.describe_error(verify_error(18, "self-signed certificate")) == \
+    assert failures.tls_failed(verify_error(10, "certificate has expired")) == "TLS certificate expired"
+    assert failures.tls_failed(verify_error(18, "self-signed certificate")) == \
         "TLS certificate untrusted: self-signed"
-    assert tls.describe_error(verify_error(20, "unable to get local issuer certificate")) == \
+    assert failures.tls_failed(verify_error(20, "unable to get local issuer certificate")) == \
         "TLS certificate untrusted: issuer not trusted"
-    assert tls.describe_error(verify_error(62, "Hostname mismatch, certificate is not valid for 'a.test'.")) \
-        == "TLS certificate wrong name: not valid for name a.test"
-    assert tls.describe_error(verify_error(64, "IP address mismatch, certificate is not valid for "
+    mismatch = verify_error(62, "Hostname mismatch, certificate is not valid for 'a.test'.")
+    assert failures.tls_failed(mismatch) == "TLS certificate wrong name: not valid for name a.test"
+    assert failures.tls_failed(verify_error(64, "IP address mismatch, certificate is not valid for "
                                                "'10.0.0.2'.")) == \
         "TLS certificate wrong name: not valid for address 10.0.0.2"
 
@@ -165,7 +165,7 @@ def _handshake(client: ssl.SSLContext, server: ssl.SSLContext, name: str | None 
                 pass
             except ssl.SSLError as exc:
                 if side is c:
-                    return tls.describe_error(exc)
+                    return failures.tls_failed(exc)
         s_in.write(c_out.read())
         c_in.write(s_out.read())
     return None
