@@ -1,0 +1,121 @@
+"""The text of ldirectord's alert mails: subjects for each table event, the body, the headers.
+
+Subjects and body fields keep ldirectord's exact words ("Deleted real server: ...",
+"Log-Message:", "Daemon-Status:") because operators filter and parse them; only
+the headers ldirectord leaves to the MTA (Date, Message-ID) are added here.
+Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import getpass
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.message import EmailMessage
+
+from healthd.config.model import Fallback, Real, Virtual
+
+
+def virtual_text(virtual: Virtual) -> str:
+    """ldirectord's name for a virtual in mails: `192.0.2.1:80`, `[2001:db8::1]:80`, or a bare fwmark `99`."""
+    if virtual.fwmark is not None:
+        return str(virtual.fwmark)
+    return virtual.label
+
+
+def fallback_text(virtual: Virtual, fallback: Fallback) -> str:
+    """The fallback server as ldirectord names it: a fallback without a port serves on the virtual's."""
+    host = f"[{fallback.address}]" if ":" in fallback.address else fallback.address
+    return f"{host}:{fallback.port or virtual.port}"
+
+
+def real_removed(virtual: Virtual, real: Real, quiescent: bool) -> str:
+    if quiescent:
+        return f"Quiescent real server: {real.label} ({virtual_text(virtual)}) (Weight set to 0)"
+    return f"Deleted real server: {real.label} ({virtual_text(virtual)})"
+
+
+def real_added(virtual: Virtual, real: Real, restored: bool) -> str:
+    verb = "Restored" if restored else "Added"
+    return f"{verb} real server: {real.label} ({virtual_text(virtual)}) (Weight set to {real.weight})"
+
+
+def fallback_changed(virtual: Virtual, fallback: Fallback, active: bool) -> str:
+    where = f"{fallback_text(virtual, fallback)} ({virtual_text(virtual)})"
+    if active:
+        return f"Added fallback server: {where} (Weight set to {fallback.weight})"
+    return f"Deleted fallback server: {where}"
+
+
+def purged(virtual: Virtual, real_label: str, tag: str) -> str:
+    """A real taken out as healthd stops (tag "stop") or a reload dropped it (tag "start", as ldirectord)."""
+    return f"Purged real server ({tag}): {real_label} ({virtual_text(virtual)})"
+
+
+def inaccessible(virtual: Virtual, real: Real) -> str:
+    """The repeat sent every `emailalertfreq` seconds while a real stays down."""
+    return f"Inaccessible real server: {real.label} ({virtual_text(virtual)})"
+
+
+def recipients(emailalert: str) -> tuple[str, ...]:
+    """`emailalert="a@example.com, b@example.com"`: each address on its own (ldirectord's SMTP path
+    sends the whole list as one malformed RCPT)."""
+    return tuple(addr for _name, addr in email.utils.getaddresses([emailalert]) if addr)
+
+
+def local_sender(hostname: str) -> str:
+    """ldirectord's default sender: the daemon's user at the host."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "root"
+    return f"{user}@{hostname}"
+
+
+@dataclass(frozen=True, slots=True)
+class Mail:
+    """One alert, ready for a transport: envelope and the RFC 5322 message."""
+
+    subject: str  # as logged (servicename prefix included)
+    sender: str  # envelope sender
+    recipients: tuple[str, ...]
+    message: bytes
+
+
+def compose(
+    virtual: Virtual, subject: str, phase: str, *, emailalert: str, emailalertfrom: str | None,
+    hostname: str, mask: Callable[[str], str] | None = None,
+) -> Mail:
+    """ldirectord's mail for `subject`: [servicename] prefix, host, Log-Message, Daemon-Status, details.
+
+    `mask` removes configured secrets from every text that reaches the mail.
+    """
+    hide = mask or (lambda text: text)
+    if virtual.servicename:
+        subject = f"[{virtual.servicename}] {subject}"
+    body = f"ldirectord host: {hostname}\nLog-Message: {subject}\nDaemon-Status: {phase}\n"
+    details = ""
+    if virtual.servicename:
+        details += f"Service name: {virtual.servicename}\n"
+    if virtual.comment:
+        details += f"Comment: {virtual.comment}\n"
+    if details:
+        body += f"\n{details}\n"
+    sender_header = emailalertfrom or local_sender(hostname)
+    envelope = email.utils.parseaddr(sender_header)[1] or local_sender(hostname)
+    msg = EmailMessage()
+    msg["From"] = hide(sender_header)
+    msg["To"] = emailalert
+    msg["Subject"] = hide(subject)
+    msg["Date"] = email.utils.formatdate(localtime=True)
+    msg["Message-ID"] = email.utils.make_msgid(domain=hostname or "localhost")
+    msg["X-Mailer"] = "healthd"
+    msg.set_content(hide(body))
+    return Mail(hide(subject), envelope, recipients(emailalert), bytes(msg))
+
+
+def hostname() -> str:
+    """The host name ldirectord puts in its mails (gethostname, no DNS lookup)."""
+    return socket.gethostname()
