@@ -9,9 +9,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from healthd.checks.registry import CheckRunner
+from healthd.checks.spec import CheckSpec, Outcome
 from healthd.config.model import Config
 from healthd.daemon.lifecycle import StateChange
 from healthd.engine import events
@@ -25,11 +26,40 @@ log = logging.getLogger("healthd")
 FALLBACK_COMMAND_WAIT = 0.5  # seconds a `fallbackcommand stop` may delay the exit
 
 
+class Observer(Protocol):
+    """What else listens to the engine (healthd.daemon.outputs): its events and every check result."""
+
+    def on_event(self, event: events.Event) -> None: ...
+
+    def on_outcome(self, spec: CheckSpec, outcome: Outcome) -> None: ...
+
+
+class ObservedRunner:
+    """The check runner, with each result shown to the observer before the engine takes it."""
+
+    def __init__(self, runner: CheckRunner, observer: Observer) -> None:
+        self._run = runner.run
+        self._observer = observer
+
+    async def run(self, spec: CheckSpec) -> Outcome:
+        outcome = await self._run(spec)
+        try:
+            self._observer.on_outcome(spec, outcome)
+        except Exception:
+            log.exception("observer failed on a check result")
+        return outcome
+
+
 class EngineAdapter:
-    def __init__(self, config: Config, backend: Backend, on_change: Callable[[StateChange], None]) -> None:
+    def __init__(
+        self, config: Config, backend: Backend, on_change: Callable[[StateChange], None],
+        observer: Observer | None = None,
+    ) -> None:
         self.runner = CheckRunner()
         self.on_change = on_change
-        self.engine = Engine(config, self.runner, Reconciler(backend), on_event=self._on_event)
+        self.observer = observer
+        runner = ObservedRunner(self.runner, observer) if observer is not None else self.runner
+        self.engine = Engine(config, runner, Reconciler(backend), on_event=self._on_event)
 
     async def start(self) -> None:
         await self.runner.start()
@@ -57,6 +87,11 @@ class EngineAdapter:
         return snap
 
     def _on_event(self, event: events.Event) -> None:
+        if self.observer is not None:
+            try:
+                self.observer.on_event(event)
+            except Exception:
+                log.exception("observer failed on %r", event)
         match event:
             case events.RealChanged(virtual=virtual, real=real, check=check, old=old, new=new,
                                     outcome=outcome):

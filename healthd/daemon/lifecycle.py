@@ -66,6 +66,22 @@ class EngineLike(Protocol):
         ...
 
 
+class PhaseHooks(Protocol):
+    """What follows the daemon's phases beside the engine (healthd.daemon.outputs.Outputs)."""
+
+    def started(self) -> None: ...
+
+    def running(self) -> None: ...
+
+    def reloading(self) -> None: ...
+
+    def reloaded(self, config: Config) -> None: ...
+
+    def stopping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 EngineFactory = Callable[[Config, Callable[[StateChange], None]], EngineLike]
 Loader = Callable[[str], Config]
 
@@ -123,6 +139,7 @@ class Daemon:
         ipvs_kind: str = "netlink",
         watch_interval: float = 1.0,
         on_started: Callable[[], None] | None = None,
+        hooks: PhaseHooks | None = None,
     ) -> None:
         self.config = config
         self.engine_factory = engine_factory
@@ -132,6 +149,7 @@ class Daemon:
         self.ipvs_kind = ipvs_kind
         self.watch_interval = watch_interval
         self.on_started = on_started
+        self.hooks = hooks
         self.engine: EngineLike | None = None
         self.ready = asyncio.Event()  # READY=1 was sent (first round applied)
         self.started_at = time.time()
@@ -189,6 +207,8 @@ class Daemon:
             except OSError as exc:
                 log.warning("no control socket at %s: %s", self.control_path, exc.strerror or exc)
                 self._control = None
+        if self.hooks is not None:
+            self.hooks.started()
         if self.on_started is not None:
             self.on_started()
         self._spawn(self.notifier.run_watchdog())
@@ -209,6 +229,8 @@ class Daemon:
         log.info("first round of checks applied: %s", status)
         self.notifier.ready(status)
         self.ready.set()
+        if self.hooks is not None:
+            self.hooks.running()
 
     async def _shutdown(self) -> None:
         log.info("stopping")
@@ -218,6 +240,8 @@ class Daemon:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.hooks is not None:
+            self.hooks.stopping()
         if self.engine is not None:
             try:
                 await asyncio.wait_for(self.engine.stop(), STOP_BUDGET)
@@ -225,6 +249,11 @@ class Daemon:
                 log.warning("the engine did not stop within %.1f s; exiting anyway", STOP_BUDGET)
             except Exception as exc:
                 log.error("error while stopping: %s", exc)
+        if self.hooks is not None:
+            try:
+                await self.hooks.close()
+            except Exception as exc:
+                log.error("error while stopping alerts, monitorfiles or execute= children: %s", exc)
         if self._control is not None:
             await self._control.close()
         self.notifier.close()
@@ -268,6 +297,8 @@ class Daemon:
         """Parse and validate the whole file, then hand it to the engine; False when it was invalid."""
         assert self.engine is not None
         self.notifier.reloading()
+        if self.hooks is not None:
+            self.hooks.reloading()
         log.info("reloading %s", self.config.path)
         try:
             new = await asyncio.to_thread(self.loader, self.config.path)
@@ -298,6 +329,8 @@ class Daemon:
             return False
         self.config = new
         logs.MASKER.update(logs.config_secrets(new))
+        if self.hooks is not None:
+            self.hooks.reloaded(new)
         self.reload_error = []
         self.reloads += 1
         self.reloaded_at = time.time()
@@ -308,6 +341,8 @@ class Daemon:
     def _reload_done(self) -> None:
         # READY=1 ends systemd's "reloading" state; before the first round it would also end
         # start-up too early, so then only the status line changes.
+        if self.hooks is not None and self.ready.is_set():
+            self.hooks.running()
         if self.ready.is_set():
             self.notifier.send(READY=1, STATUS=self._status_line())
         else:
@@ -367,5 +402,6 @@ class Daemon:
             "reloaded": self.reloaded_at,
             "reload_errors": list(self.reload_error),
             "summary": summary(engine),
+            "execute": list(self.config.settings.execute),
             **engine,
         }

@@ -87,14 +87,18 @@ async def _main(
             report(str(exc))
         await backend.close()
         return 1
+    from healthd.daemon.outputs import Outputs
+
+    outputs = Outputs(config, ipvs=ipvs)
     daemon = Daemon(
         config,
-        engine_factory=engine_factory(backend),
+        engine_factory=engine_factory(backend, outputs),
         loader=load_config,
         notifier=notifier,
         control_path=pidfile.socket_path(config.path),
         ipvs_kind=ipvs,
         on_started=(lambda: report("ok")) if report else None,
+        hooks=outputs,
     )
     try:
         return await daemon.run()

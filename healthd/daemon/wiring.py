@@ -7,10 +7,14 @@ so that lifecycle.py stays testable with fakes.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from healthd.config.model import Config
 from healthd.daemon.lifecycle import EngineLike, StateChange
 from healthd.ipvs.backend import Backend
+
+if TYPE_CHECKING:
+    from healthd.daemon.engine_adapter import Observer
 
 IPVS_KINDS = ("netlink", "memory")
 
@@ -28,12 +32,14 @@ async def make_backend(kind: str) -> Backend:
     raise ValueError(f"unknown IPVS table {kind!r}: use one of {', '.join(IPVS_KINDS)}")
 
 
-def engine_factory(backend: Backend) -> Callable[[Config, Callable[[StateChange], None]], EngineLike]:
+def engine_factory(
+    backend: Backend, observer: Observer | None = None
+) -> Callable[[Config, Callable[[StateChange], None]], EngineLike]:
     """A factory the Daemon calls with the config and its state-change hook."""
 
     def build(config: Config, on_change: Callable[[StateChange], None]) -> EngineLike:
         from healthd.daemon.engine_adapter import EngineAdapter
 
-        return EngineAdapter(config, backend, on_change)
+        return EngineAdapter(config, backend, on_change, observer)
 
     return build
