@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from healthd.checks.spec import CheckSpec, CheckType, Outcome
+from healthd.checks.spec import CheckSpec, Outcome
 from healthd.config.model import Config, Real, Virtual
 
 log = logging.getLogger("healthd")
@@ -45,12 +45,13 @@ def _quotemeta(text: str) -> str:
 def check_words(virtual: Virtual, real: Real) -> str:
     """ldirectord's real id for the monitorfile, as it prints it there."""
     spec = real.check
-    if spec.type is CheckType.NEGOTIATE:
-        check = f"{'combined' if spec.connect_every else 'negotiate'}:{spec.service}"
-    elif spec.type in (CheckType.EXTERNAL, CheckType.EXTERNAL_PERL):
-        check = f"{spec.type}:{spec.command}"
+    checktype = "combined" if virtual.checktype.isdigit() else virtual.checktype  # as written, not resolved
+    if checktype in ("negotiate", "combined"):
+        check = f"{checktype}:{virtual.service}"
+    elif checktype in ("external", "external-perl"):
+        check = f"{checktype}:{spec.command}"
     else:
-        check = str(spec.type)
+        check = checktype
     request = spec.request if spec.request.startswith("/") else "/" + spec.request
     checkport = str(spec.port) if spec.port and spec.port != real.port else ""
     ident = ":".join([
