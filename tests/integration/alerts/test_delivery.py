@@ -1,0 +1,161 @@
+"""Alert mails delivered by a real MTA (exim) both ways ldirectord sends them; hostile servers slow nothing.
+
+SMTP: healthd talks to exim listening on loopback (`smtp=127.0.0.1:PORT`).
+Local MTA: healthd pipes the message into exim run as `sendmail -t -oi` would.
+Either way the test reads exim's maildir: subject, body, From, and the envelope
+(Envelope-to, Return-path) exim recorded. Then servers that accept and never
+answer, drip a byte at a time, or flood: each mail to them fails at its deadline
+(or sooner), the event loop never stalls, and mails to a good server keep going.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from healthd.alerts import message
+from healthd.alerts.outbox import Outbox
+from healthd.alerts.transport import SendmailTransport, SmtpTransport, Transport
+from healthd.config import parse_text
+from tests.integration.alerts.mta import Exim
+from tests.integration.services.servers import silent_tcp, workdir
+
+pytestmark = pytest.mark.root  # exim switches to its own user: only root may start it
+
+CONFIG = """\
+emailalert="ops@example.com, oncall@example.net"
+emailalertfrom="LB Alerts" <lb@example.com>
+virtual=192.0.2.1:80
+\treal=192.0.2.11:80 masq 2
+\tservice=http
+\tservicename=shop
+\tcomment=front web servers
+\tlogin=admin
+\tpasswd=hunter2
+"""
+
+
+@pytest.fixture
+def exim() -> Iterator[Exim]:
+    with workdir("alerts-exim") as wd:
+        mta = Exim(wd)
+        yield mta
+        mta.stop()
+
+
+def alert(subject_of=message.real_removed):
+    config = parse_text(CONFIG, "alerts.cf")
+    web = config.virtuals[0]
+    subject = subject_of(web, web.reals[0], False)
+    return message.compose(web, subject, "running", emailalert=web.emailalert or "",
+                           emailalertfrom=config.settings.emailalertfrom, hostname="director1",
+                           mask=lambda text: text.replace("hunter2", "****"))
+
+
+def check_delivered(exim: Exim, envelope_sender: str = "lb@example.com") -> None:
+    (got,) = exim.wait_for(1)
+    assert got.subject == "[shop] Deleted real server: 192.0.2.11:80 (192.0.2.1:80)"
+    assert got.envelope_to == {"ops@example.com", "oncall@example.net"}
+    assert got.return_path == envelope_sender
+    (sender,) = got.message["From"].addresses
+    assert (sender.display_name, sender.addr_spec) == ("LB Alerts", "lb@example.com")
+    assert got.body == (
+        "ldirectord host: director1\n"
+        "Log-Message: [shop] Deleted real server: 192.0.2.11:80 (192.0.2.1:80)\n"
+        "Daemon-Status: running\n\n"
+        "Service name: shop\nComment: front web servers\n\n"
+    )
+    assert "hunter2" not in got.message.as_string()
+
+
+async def test_smtp_delivery_to_a_real_server(exim: Exim) -> None:
+    exim.serve()
+    await SmtpTransport(exim.server, helo="director1").send(alert())
+    check_delivered(exim)
+
+
+async def test_local_mta_delivery_as_sendmail_t(exim: Exim) -> None:
+    await SendmailTransport(exim.sendmail_argv()).send(alert())
+    # as with Mail::Send, the MTA sets the envelope sender: the calling user
+    check_delivered(exim, envelope_sender="root@healthd.test")
+
+
+# ---- hostile servers --------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def dripping() -> AsyncIterator[int]:
+    """Greets one byte every 0.2 s, as a multi-line reply that never ends."""
+
+    async def drip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            while True:
+                for byte in b"220-slow\r\n":
+                    writer.write(bytes([byte]))
+                    await writer.drain()
+                    await asyncio.sleep(0.2)
+
+    server = await asyncio.start_server(drip, "127.0.0.1", 0)
+    async with server:
+        yield server.sockets[0].getsockname()[1]
+
+
+@contextlib.asynccontextmanager
+async def flooding() -> AsyncIterator[int]:
+    """Answers with an endless multi-line greeting as fast as the socket takes it."""
+
+    async def flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            while True:
+                writer.write(b"220-" + b"x" * 1000 + b"\r\n")
+                await writer.drain()
+
+    server = await asyncio.start_server(flood, "127.0.0.1", 0)
+    async with server:
+        yield server.sockets[0].getsockname()[1]
+
+
+async def loop_lag_during(seconds: float) -> float:
+    """The longest the event loop was late for a 10 ms tick over `seconds`."""
+    worst = 0.0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        before = time.monotonic()
+        await asyncio.sleep(0.01)
+        worst = max(worst, time.monotonic() - before - 0.01)
+    return worst
+
+
+@pytest.mark.parametrize("kind", ["silent", "dripping", "flooding"])
+async def test_a_hostile_server_costs_one_deadline_and_slows_nothing(exim: Exim, kind: str) -> None:
+    exim.serve()
+    with silent_tcp() as silent_port:
+        servers = {"silent": contextlib.nullcontext(silent_port), "dripping": dripping(),
+                   "flooding": flooding()}
+        async with servers[kind] as port:  # type: ignore[attr-defined]
+            bad = f"127.0.0.1:{port}"
+
+            def transport_for(server: str | None) -> Transport:
+                assert server is not None
+                return SmtpTransport(server, helo="director1")
+
+            outbox = Outbox(transport_for, deadline=5.0, pause=30.0)
+            started = time.monotonic()
+            assert outbox.submit(bad, alert())
+            assert outbox.submit(exim.server, alert())  # another lane: not behind the hostile one
+            lag = await loop_lag_during(5.5)
+            good = outbox.stats()[f"smtp server 127.0.0.1:{exim.port}"]
+            hostile = outbox.stats()[f"smtp server 127.0.0.1:{port}"]
+            assert good.sent == 1
+            assert hostile.failed == 1 and hostile.sent == 0
+            # the failed lane pauses: the next mail for it is dropped at once, not queued for a deadline
+            assert not outbox.submit(bad, alert())
+            assert hostile.dropped == 1
+            await outbox.close(0.5)
+    assert lag < 0.2, f"the event loop stalled for {lag:.3f} s"
+    assert time.monotonic() - started < 8.0
+    check_delivered(exim)
