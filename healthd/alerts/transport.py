@@ -15,6 +15,8 @@ import signal
 from collections.abc import Sequence
 from typing import Protocol
 
+import aiosmtplib
+
 from healthd.alerts.message import Mail
 
 SMTP_PORT = 25
@@ -56,8 +58,6 @@ class SmtpTransport:
         self.name = f"smtp server {shown}:{self.port}"
 
     async def send(self, mail: Mail) -> None:
-        import aiosmtplib
-
         client = aiosmtplib.SMTP(
             hostname=self.host, port=self.port, local_hostname=self.helo,
             use_tls=False, start_tls=False, timeout=None,

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
+import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -22,7 +25,7 @@ from healthd.alerts.outbox import Outbox
 from healthd.alerts.transport import SendmailTransport, SmtpTransport, Transport
 from healthd.config import parse_text
 from tests.integration.alerts.mta import Exim
-from tests.integration.services.servers import silent_tcp, workdir
+from tests.integration.services.servers import workdir
 
 pytestmark = pytest.mark.root  # exim switches to its own user: only root may start it
 
@@ -87,36 +90,19 @@ async def test_local_mta_delivery_as_sendmail_t(exim: Exim) -> None:
 # ---- hostile servers --------------------------------------------------------------
 
 
-@contextlib.asynccontextmanager
-async def dripping() -> AsyncIterator[int]:
-    """Greets one byte every 0.2 s, as a multi-line reply that never ends."""
-
-    async def drip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError):
-            while True:
-                for byte in b"220-slow\r\n":
-                    writer.write(bytes([byte]))
-                    await writer.drain()
-                    await asyncio.sleep(0.2)
-
-    server = await asyncio.start_server(drip, "127.0.0.1", 0)
-    async with server:
-        yield server.sockets[0].getsockname()[1]
-
-
-@contextlib.asynccontextmanager
-async def flooding() -> AsyncIterator[int]:
-    """Answers with an endless multi-line greeting as fast as the socket takes it."""
-
-    async def flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError):
-            while True:
-                writer.write(b"220-" + b"x" * 1000 + b"\r\n")
-                await writer.drain()
-
-    server = await asyncio.start_server(flood, "127.0.0.1", 0)
-    async with server:
-        yield server.sockets[0].getsockname()[1]
+@contextlib.contextmanager
+def hostile(kind: str) -> Iterator[int]:
+    """A misbehaving SMTP server in its own process (tests/integration/alerts/hostile_smtp.py); its port."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.integration.alerts.hostile_smtp", kind],
+        stdout=subprocess.PIPE, cwd=Path(__file__).parents[3],
+    )
+    try:
+        assert proc.stdout is not None
+        yield int(proc.stdout.readline())
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 async def loop_lag_during(seconds: float) -> float:
@@ -133,29 +119,26 @@ async def loop_lag_during(seconds: float) -> float:
 @pytest.mark.parametrize("kind", ["silent", "dripping", "flooding"])
 async def test_a_hostile_server_costs_one_deadline_and_slows_nothing(exim: Exim, kind: str) -> None:
     exim.serve()
-    with silent_tcp() as silent_port:
-        servers = {"silent": contextlib.nullcontext(silent_port), "dripping": dripping(),
-                   "flooding": flooding()}
-        async with servers[kind] as port:  # type: ignore[attr-defined]
-            bad = f"127.0.0.1:{port}"
+    with hostile(kind) as port:
+        bad = f"127.0.0.1:{port}"
 
-            def transport_for(server: str | None) -> Transport:
-                assert server is not None
-                return SmtpTransport(server, helo="director1")
+        def transport_for(server: str | None) -> Transport:
+            assert server is not None
+            return SmtpTransport(server, helo="director1")
 
-            outbox = Outbox(transport_for, deadline=5.0, pause=30.0)
-            started = time.monotonic()
-            assert outbox.submit(bad, alert())
-            assert outbox.submit(exim.server, alert())  # another lane: not behind the hostile one
-            lag = await loop_lag_during(5.5)
-            good = outbox.stats()[f"smtp server 127.0.0.1:{exim.port}"]
-            hostile = outbox.stats()[f"smtp server 127.0.0.1:{port}"]
-            assert good.sent == 1
-            assert hostile.failed == 1 and hostile.sent == 0
-            # the failed lane pauses: the next mail for it is dropped at once, not queued for a deadline
-            assert not outbox.submit(bad, alert())
-            assert hostile.dropped == 1
-            await outbox.close(0.5)
+        outbox = Outbox(transport_for, deadline=5.0, pause=30.0)
+        started = time.monotonic()
+        assert outbox.submit(bad, alert())
+        assert outbox.submit(exim.server, alert())  # another lane: not behind the hostile one
+        lag = await loop_lag_during(5.5)
+        good = outbox.stats()[f"smtp server 127.0.0.1:{exim.port}"]
+        bad_lane = outbox.stats()[f"smtp server 127.0.0.1:{port}"]
+        assert good.sent == 1
+        assert bad_lane.failed == 1 and bad_lane.sent == 0
+        # the failed lane pauses: the next mail for it is dropped at once, not queued for a deadline
+        assert not outbox.submit(bad, alert())
+        assert bad_lane.dropped == 1
+        await outbox.close(0.5)
     assert lag < 0.2, f"the event loop stalled for {lag:.3f} s"
     assert time.monotonic() - started < 8.0
     check_delivered(exim)
