@@ -1,7 +1,7 @@
 """How an alert mail leaves the host: to the `smtp` server (SMTP, port 25 unless given) or to the local MTA.
 
 ldirectord uses Net::SMTP when `smtp` is set and Mail::Send (`sendmail -t`) otherwise;
-healthd does the same with aiosmtplib and /usr/sbin/sendmail. Neither transport has
+healthd does the same with its own small SMTP client and /usr/sbin/sendmail. Neither transport has
 a deadline of its own: the outbox bounds every send, and each transport makes sure
 that a cancelled send leaves no socket or process behind.
 """
@@ -15,9 +15,8 @@ import signal
 from collections.abc import Sequence
 from typing import Protocol
 
-import aiosmtplib
-
 from healthd.alerts.message import Mail
+from healthd.checks.dialog import LINE_LIMIT, CheckFailed, excerpt, read_coded_reply
 
 SMTP_PORT = 25
 SENDMAIL = ("/usr/sbin/sendmail", "-t", "-oi")  # -t: recipients from To:, -oi: a lone "." is text
@@ -49,39 +48,77 @@ def parse_server(value: str) -> tuple[str, int]:
 
 
 class SmtpTransport:
-    """One SMTP conversation per mail, as ldirectord's Net::SMTP: no TLS, no authentication."""
+    """One SMTP conversation per mail, as ldirectord's Net::SMTP: no TLS, no authentication.
+
+    Written on asyncio streams with the reply reader of the smtp check, so a server's
+    lines and replies are bounded (8 KiB a line, 200 lines a reply) whatever it sends.
+    """
 
     def __init__(self, server: str, helo: str) -> None:
         self.host, self.port = parse_server(server)
-        self.helo = helo  # given, so that aiosmtplib never asks DNS for our FQDN inside the event loop
+        self.helo = helo  # given: looking up our own FQDN would be a blocking DNS call
         shown = f"[{self.host}]" if ":" in self.host else self.host
         self.name = f"smtp server {shown}:{self.port}"
 
     async def send(self, mail: Mail) -> None:
-        client = aiosmtplib.SMTP(
-            hostname=self.host, port=self.port, local_hostname=self.helo,
-            use_tls=False, start_tls=False, timeout=None,
-        )
+        for address in (mail.sender, *mail.recipients):
+            if any(c in address for c in "\r\n<> "):
+                raise SendError(f"refusing to send to or from {address!r}: not a plain address")
         try:
-            await client.connect()
-            refused, _ = await client.sendmail(mail.sender, list(mail.recipients), mail.message)
-            with contextlib.suppress(aiosmtplib.SMTPException, OSError):
-                await client.quit()
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            raise SendError(f"{self.name} refused every recipient: {_refusals(exc.recipients)}") from None
-        except aiosmtplib.SMTPResponseException as exc:
-            raise SendError(f"{self.name} answered {exc.code} {exc.message}") from None
-        except (aiosmtplib.SMTPException, OSError) as exc:
+            reader, writer = await asyncio.open_connection(self.host, self.port, limit=LINE_LIMIT)
+        except OSError as exc:
+            raise SendError(f"{self.name}: cannot connect: {exc.strerror or exc}") from None
+        try:
+            await self._dialogue(reader, writer, mail)
+        except (CheckFailed, ValueError) as exc:
             raise SendError(f"{self.name}: {exc}") from None
+        except asyncio.IncompleteReadError:
+            raise SendError(f"{self.name} closed the connection") from None
+        except asyncio.LimitOverrunError:
+            raise SendError(f"{self.name} sent a line longer than {LINE_LIMIT} bytes") from None
+        except OSError as exc:
+            raise SendError(f"{self.name}: {exc.strerror or exc}") from None
         finally:
-            client.close()
+            writer.close()
+
+    async def _dialogue(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, mail: Mail) -> None:
+        async def command(line: str | None, expected: tuple[int, ...], what: str) -> int:
+            if line is not None:
+                writer.write(line.encode() + b"\r\n")
+                await writer.drain()
+            code, text = await read_coded_reply(reader)
+            if code not in expected:
+                raise SendError(f"{self.name} answered {what} with {code} {excerpt(text)}")
+            return code
+
+        await command(None, (220,), "the connection")
+        if await command(f"EHLO {self.helo}", (250, 500, 501, 502), "EHLO") != 250:
+            await command(f"HELO {self.helo}", (250,), "HELO")  # a server from before ESMTP
+        await command(f"MAIL FROM:<{mail.sender}>", (250,), "MAIL FROM")
+        refused = []
+        for rcpt in mail.recipients:
+            writer.write(f"RCPT TO:<{rcpt}>\r\n".encode())
+            await writer.drain()
+            code, text = await read_coded_reply(reader)
+            if code not in (250, 251):
+                refused.append(f"{rcpt} ({code} {excerpt(text)})")
+        if len(refused) == len(mail.recipients):
+            raise SendError(f"{self.name} refused every recipient: {', '.join(refused)}")
+        await command("DATA", (354,), "DATA")
+        writer.write(dot_stuffed(mail.message) + b".\r\n")
+        await command(None, (250,), "the message")
+        writer.write(b"QUIT\r\n")  # its answer is not awaited: the mail is accepted
+        await writer.drain()
         if refused:
-            raise SendError(f"{self.name} refused some recipients: "
-                            + ", ".join(f"{a} ({r.code} {r.message})" for a, r in refused.items()))
+            raise SendError(f"{self.name} accepted the mail but refused {', '.join(refused)}")
 
 
-def _refusals(errors: Sequence[object]) -> str:
-    return ", ".join(str(e) for e in errors) or "no reason given"
+def dot_stuffed(message: bytes) -> bytes:
+    """The message as DATA carries it: CRLF line ends, a "." doubled at the start of a line."""
+    lines = message.replace(b"\r\n", b"\n").split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    return b"".join((b"." + line if line.startswith(b".") else line) + b"\r\n" for line in lines)
 
 
 class SendmailTransport:
