@@ -8,6 +8,7 @@ Nothing here does I/O.
 
 from __future__ import annotations
 
+import email.policy
 import email.utils
 import getpass
 import socket
@@ -16,6 +17,10 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 
 from healthd.config.model import Fallback, Real, Virtual
+
+# Headers stay on one line up to RFC 5322's hard limit, as ldirectord sends them; Python's folding
+# at 78 would put a long Subject on a line of its own after "Subject:".
+_POLICY = email.policy.default.clone(max_line_length=998)
 
 
 def virtual_text(virtual: Virtual) -> str:
@@ -105,7 +110,7 @@ def compose(
         body += f"\n{details}\n"
     sender_header = emailalertfrom or local_sender(hostname)
     envelope = email.utils.parseaddr(sender_header)[1] or local_sender(hostname)
-    msg = EmailMessage()
+    msg = EmailMessage(policy=_POLICY)
     msg["From"] = hide(sender_header)
     msg["To"] = emailalert
     msg["Subject"] = hide(subject)
