@@ -194,6 +194,9 @@ class Alerter:
     def _send(self, virtual: Virtual, subject: str) -> None:
         if not virtual.emailalert or not wants(virtual, self.phase):
             return
+        if not self.outbox.accepts(virtual.smtp):  # a burst beyond the queue: not even composed
+            self.outbox.refuse(virtual.smtp, subject)
+            return
         mail = message.compose(
             virtual, subject, self.phase.value, emailalert=virtual.emailalert,
             emailalertfrom=self.config.settings.emailalertfrom, hostname=self.hostname, mask=self.mask,

@@ -26,6 +26,7 @@ log = logging.getLogger("healthd")
 QUEUE_LIMIT = 500  # mails waiting per lane
 MAIL_DEADLINE = 20.0  # seconds one mail may take, connection to final answer
 PAUSE_AFTER_FAILURE = 30.0  # seconds a lane drops mails after its server failed
+DROP_REPORT = 10.0  # seconds between two log lines about dropped mails of one lane
 
 
 @dataclass
@@ -42,6 +43,7 @@ class _Lane:
     task: asyncio.Task[None] | None = None
     paused_until: float = 0.0
     unreported_drops: int = 0
+    next_drop_report: float = 0.0
     stats: LaneStats = field(default_factory=LaneStats)
 
 
@@ -63,20 +65,36 @@ class Outbox:
         self._lanes: dict[str | None, _Lane] = {}
         self._closed = False
 
+    def accepts(self, server: str | None) -> bool:
+        """Would a mail for `server` be queued now? (So that a caller never composes a mail to drop.)"""
+        lane = self._lanes.get(server)
+        return not self._closed and (lane is None or not self._refuses(lane))
+
+    def refuse(self, server: str | None, subject: str) -> None:
+        """Count and report a mail the caller did not compose because accepts() said no."""
+        self._drop(self._lane(server), subject)
+
     def submit(self, server: str | None, mail: Mail) -> bool:
         """Queue `mail` for `server` (None: the local MTA); False when it was dropped."""
         if self._closed:
             return False
-        lane = self._lanes.get(server)
-        if lane is None:
-            lane = self._lanes[server] = _Lane(self._transport_for(server))
-        if self._clock() < lane.paused_until or len(lane.queue) >= self.limit:
-            self._drop(lane, mail)
+        lane = self._lane(server)
+        if self._refuses(lane):
+            self._drop(lane, mail.subject)
             return False
         lane.queue.append(mail)
         if lane.task is None or lane.task.done():
             lane.task = asyncio.get_running_loop().create_task(self._drain(lane), name="healthd-mail")
         return True
+
+    def _lane(self, server: str | None) -> _Lane:
+        lane = self._lanes.get(server)
+        if lane is None:
+            lane = self._lanes[server] = _Lane(self._transport_for(server))
+        return lane
+
+    def _refuses(self, lane: _Lane) -> bool:
+        return self._clock() < lane.paused_until or len(lane.queue) >= self.limit
 
     def stats(self) -> dict[str, LaneStats]:
         return {lane.transport.name: lane.stats for lane in self._lanes.values()}
@@ -101,7 +119,7 @@ class Outbox:
         while lane.queue:
             mail = lane.queue.popleft()
             if self._clock() < lane.paused_until:
-                self._drop(lane, mail)
+                self._drop(lane, mail.subject)
                 continue
             try:
                 async with asyncio.timeout(self.deadline):
@@ -127,10 +145,13 @@ class Outbox:
         log.error("alert mail not sent via %s: %s (subject: %s); mails for it are dropped for %g s",
                   lane.transport.name, why, mail.subject, self.pause)
 
-    def _drop(self, lane: _Lane, mail: Mail) -> None:
+    def _drop(self, lane: _Lane, subject: str) -> None:
         lane.stats.dropped += 1
         lane.unreported_drops += 1
-        if lane.task is None or lane.task.done():  # no drain loop will report it: say it now
-            log.warning("alert mail for %s dropped (server failing or queue full): %s",
-                        lane.transport.name, mail.subject)
+        now = self._clock()
+        # With no drain loop to report them, drops are reported here, at most every DROP_REPORT s.
+        if (lane.task is None or lane.task.done()) and now >= lane.next_drop_report:
+            log.warning("%d alert mail(s) for %s dropped (server failing or queue full), the last: %s",
+                        lane.unreported_drops, lane.transport.name, subject)
             lane.unreported_drops = 0
+            lane.next_drop_report = now + DROP_REPORT

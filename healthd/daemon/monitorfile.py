@@ -62,11 +62,21 @@ def check_words(virtual: Virtual, real: Real) -> str:
 
 
 def escape(detail: str) -> str:
-    return _ESCAPE.sub(lambda m: f"%{ord(m.group()):02x}", detail)
+    """The message as ldirectord writes it: %, |, CR and LF as %xx; "-" when there is none."""
+    if not detail:
+        return "-"
+    if "%" in detail or "|" in detail or "\n" in detail or "\r" in detail:
+        return _ESCAPE.sub(lambda m: f"%{ord(m.group()):02x}", detail)
+    return detail
+
+
+def middle(pid: int, words: str, up: bool) -> str:
+    """Everything between the time and the message, fixed per real and state."""
+    return f"] [{pid}] {words} [{'up' if up else 'down'}] "
 
 
 def format_line(when: str, pid: int, words: str, up: bool, detail: str) -> str:
-    return f"[{when}] [{pid}] {words} [{'up' if up else 'down'}] {escape(detail) if detail else '-'}\n"
+    return f"[{when}{middle(pid, words, up)}{escape(detail)}\n"
 
 
 @dataclass
@@ -86,7 +96,8 @@ _Batch = tuple[_File, list[str], int]  # a file, its lines, how many were droppe
 @dataclass(frozen=True, slots=True)
 class _Target:
     file: _File
-    words: str
+    up: str  # middle() of the line when up / down, built once per config
+    down: str
     key: tuple[str, str]  # (virtual label, real label), for maintenance
 
 
@@ -123,8 +134,10 @@ class MonitorFiles:
             file = files.get(virtual.monitorfile) or self._files.get(virtual.monitorfile)
             file = files.setdefault(virtual.monitorfile, file or _File(virtual.monitorfile))
             for real in virtual.reals:
-                targets.setdefault(real.check, []).append(
-                    _Target(file, check_words(virtual, real), (virtual.label, real.label)))
+                words = check_words(virtual, real)
+                targets.setdefault(real.check, []).append(_Target(
+                    file, middle(self._pid, words, True), middle(self._pid, words, False),
+                    (virtual.label, real.label)))
         for path, old in self._files.items():
             if path not in files:  # its collected lines go out first, then the writer closes it
                 self._retired.append(old)
@@ -144,11 +157,13 @@ class MonitorFiles:
         if int(now) != self._stamp_second:
             self._stamp_second = int(now)
             self._stamp = time.ctime(now)  # Perl's scalar localtime(): "Thu Dec  3 03:10:09 2026"
+        stamp = self._stamp
+        message = escape(outcome.detail)
         for target in targets:
-            if target.key in self._maintenance:
-                line = format_line(self._stamp, self._pid, target.words, False, "Server in maintenance")
+            if self._maintenance and target.key in self._maintenance:
+                line = f"[{stamp}{target.down}Server in maintenance\n"
             else:
-                line = format_line(self._stamp, self._pid, target.words, outcome.ok, outcome.detail)
+                line = f"[{stamp}{target.up if outcome.ok else target.down}{message}\n"
             file = target.file
             if file.pending_bytes + len(line) > PENDING_LIMIT:
                 file.dropped += 1
