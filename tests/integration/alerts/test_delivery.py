@@ -15,7 +15,7 @@ import contextlib
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -105,19 +105,21 @@ def hostile(kind: str) -> Iterator[int]:
         proc.wait()
 
 
-async def loop_lag_during(seconds: float) -> float:
-    """The longest the event loop was late for a 10 ms tick over `seconds`."""
-    worst = 0.0
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        before = time.monotonic()
-        await asyncio.sleep(0.01)
-        worst = max(worst, time.monotonic() - before - 0.01)
-    return worst
+async def wait_for(condition: Callable[[], bool], limit: float) -> float:
+    """Seconds until `condition()` held (polled every 10 ms); fails after `limit`."""
+    started = time.monotonic()
+    async with asyncio.timeout(limit):
+        while True:
+            if condition():
+                return time.monotonic() - started
+            await asyncio.sleep(0.01)
 
 
 @pytest.mark.parametrize("kind", ["silent", "dripping", "flooding"])
 async def test_a_hostile_server_costs_one_deadline_and_slows_nothing(exim: Exim, kind: str) -> None:
+    """Judged by what the loop did, not by wall-clock lateness (the machine's load is not under test):
+    the good server's mail goes while the hostile one still holds its own, the hostile one ends at
+    its deadline (or sooner), and the loop's thread spends little CPU on it all."""
     exim.serve()
     with hostile(kind) as port:
         bad = f"127.0.0.1:{port}"
@@ -127,18 +129,21 @@ async def test_a_hostile_server_costs_one_deadline_and_slows_nothing(exim: Exim,
             return SmtpTransport(server, helo="director1")
 
         outbox = Outbox(transport_for, deadline=5.0, pause=30.0)
-        started = time.monotonic()
+        cpu = time.thread_time()
         assert outbox.submit(bad, alert())
         assert outbox.submit(exim.server, alert())  # another lane: not behind the hostile one
-        lag = await loop_lag_during(5.5)
         good = outbox.stats()[f"smtp server 127.0.0.1:{exim.port}"]
         bad_lane = outbox.stats()[f"smtp server 127.0.0.1:{port}"]
+        await wait_for(lambda: good.sent + good.failed > 0, 5.0)
         assert good.sent == 1
-        assert bad_lane.failed == 1 and bad_lane.sent == 0
+        if kind != "flooding":  # a flood is refused at once; the others hold on until the deadline
+            assert bad_lane.failed == 0
+        took = await wait_for(lambda: bad_lane.failed > 0, 7.0)
+        assert bad_lane.sent == 0 and took < 6.0
         # the failed lane pauses: the next mail for it is dropped at once, not queued for a deadline
         assert not outbox.submit(bad, alert())
         assert bad_lane.dropped == 1
         await outbox.close(0.5)
-    assert lag < 0.2, f"the event loop stalled for {lag:.3f} s"
-    assert time.monotonic() - started < 8.0
+        spent = time.thread_time() - cpu
+    assert spent < 0.5, f"the event loop's thread spent {spent:.3f} s of CPU"
     check_delivered(exim)
