@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from healthd.daemon.logs import MASK
 from healthd.demo import free_port
 from tests.integration.alerts.mta import Exim, Received
 from tests.integration.daemon.helpers import Healthd, WebServer, config_text, reals_of
@@ -27,6 +28,7 @@ pytestmark = pytest.mark.root  # exim switches to its own user: only root may st
 
 VIP = "127.0.0.130"
 ADDRESSES = ["127.0.0.32", "127.0.0.33"]
+SECRET = "s3cr3t-pw"  # a passwd of the file, quoted in its comment: masked in every mail
 
 
 @pytest.fixture
@@ -75,7 +77,8 @@ async def test_mails_and_monitorfile_follow_the_reals(
     head = (f"emailalert=ops@example.com\nemailalertfreq=2\nsmtp={exim.server}\n"
             f"emailalertfrom=lb@example.com\n")
     config = tmp_path / "alerts.cf"
-    config.write_text(config_text(VIP, port, ADDRESSES, head=head) + f'\tmonitorfile="{monitorfile}"\n')
+    section = f'\tmonitorfile="{monitorfile}"\n\tpasswd="{SECRET}"\n\tcomment="reset with {SECRET}"\n'
+    config.write_text(config_text(VIP, port, ADDRESSES, head=head) + section)
     daemon = Healthd(config, tmp_path / "run", None, {})
     await daemon.start()
     where = f"{VIP}:{port}"
@@ -121,6 +124,9 @@ async def test_mails_and_monitorfile_follow_the_reals(
         assert sorted(m.subject for m in final) == sorted(
             f"Purged real server (stop): {s.label} ({where})" for s in servers)
         assert {status_of(m) for m in final} == {"stopping"}
+        everything = [m.message.as_string() for m in exim.received()]
+        assert all(f"Comment: reset with {MASK}" in text for text in everything)
+        assert not any(SECRET in text for text in everything)
         assert "Traceback" not in daemon.text()
     finally:
         await daemon.close()
