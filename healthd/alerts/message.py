@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import email.header
 import email.utils
+import functools
 import getpass
 import quopri
 import socket
@@ -62,12 +63,14 @@ def inaccessible(virtual: Virtual, real: Real) -> str:
     return f"Inaccessible real server: {real.label} ({virtual_text(virtual)})"
 
 
+@functools.lru_cache(maxsize=256)  # config values: parsed once, not once per mail
 def recipients(emailalert: str) -> tuple[str, ...]:
     """`emailalert="a@example.com, b@example.com"`: each address on its own (ldirectord's SMTP path
     sends the whole list as one malformed RCPT)."""
     return tuple(addr for _name, addr in email.utils.getaddresses([emailalert]) if addr)
 
 
+@functools.lru_cache(maxsize=16)
 def local_sender(hostname: str) -> str:
     """ldirectord's default sender: the daemon's user at the host."""
     try:
@@ -107,7 +110,7 @@ def compose(
     if details:
         body += f"\n{details}\n"
     sender_header = emailalertfrom or local_sender(hostname)
-    envelope = email.utils.parseaddr(sender_header)[1] or local_sender(hostname)
+    envelope = _envelope(sender_header, hostname)
     subject = hide(subject)
     headers = [
         ("From", hide(sender_header)),
@@ -128,6 +131,12 @@ def compose(
         payload = quopri.encodestring(text.encode())
     head = "".join(f"{name}: {_header_value(value)}\n" for name, value in headers)
     return Mail(subject, envelope, recipients(emailalert), head.encode() + b"\n" + payload)
+
+
+@functools.lru_cache(maxsize=64)
+def _envelope(sender_header: str, hostname: str) -> str:
+    """The envelope sender: the address in emailalertfrom (or ldirectord's user@host)."""
+    return email.utils.parseaddr(sender_header)[1] or local_sender(hostname)
 
 
 def _header_value(value: str) -> str:
