@@ -142,7 +142,7 @@ class MonitorFiles:
             if path not in files:  # its collected lines go out first, then the writer closes it
                 self._retired.append(old)
         self._files, self._targets = files, targets
-        self._reopen = True  # a reload (SIGHUP) reopens every file, for log rotation by copy or move
+        self._reopen = bool(files)  # a reload (SIGHUP) reopens every file, for rotation by copy or move
 
     def maintenance(self, virtual: Virtual, real: Real, on: bool) -> None:
         """A real in maintenance is written as ldirectord writes it: down, "Server in maintenance"."""
