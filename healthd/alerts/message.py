@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from healthd.config.model import Fallback, Real, Virtual
+from healthd.vocab import host_port
 
 
 def virtual_text(virtual: Virtual) -> str:
@@ -31,8 +32,7 @@ def virtual_text(virtual: Virtual) -> str:
 
 def fallback_text(virtual: Virtual, fallback: Fallback) -> str:
     """The fallback server as ldirectord names it: a fallback without a port serves on the virtual's."""
-    host = f"[{fallback.address}]" if ":" in fallback.address else fallback.address
-    return f"{host}:{fallback.port or virtual.port}"
+    return host_port(fallback.address, fallback.port or virtual.port)
 
 
 def real_removed(virtual: Virtual, real: Real, quiescent: bool) -> str:

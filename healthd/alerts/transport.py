@@ -17,6 +17,7 @@ from typing import Protocol
 
 from healthd.alerts.message import Mail
 from healthd.checks.dialog import LINE_LIMIT, CheckFailed, excerpt, read_coded_reply
+from healthd.vocab import host_port
 
 SMTP_PORT = 25
 SENDMAIL = ("/usr/sbin/sendmail", "-t", "-oi")  # -t: recipients from To:, -oi: a lone "." is text
@@ -57,8 +58,7 @@ class SmtpTransport:
     def __init__(self, server: str, helo: str) -> None:
         self.host, self.port = parse_server(server)
         self.helo = helo  # given: looking up our own FQDN would be a blocking DNS call
-        shown = f"[{self.host}]" if ":" in self.host else self.host
-        self.name = f"smtp server {shown}:{self.port}"
+        self.name = f"smtp server {host_port(self.host, self.port)}"
 
     async def send(self, mail: Mail) -> None:
         for address in (mail.sender, *mail.recipients):

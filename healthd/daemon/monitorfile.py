@@ -45,7 +45,7 @@ def _quotemeta(text: str) -> str:
 def check_words(virtual: Virtual, real: Real) -> str:
     """ldirectord's real id for the monitorfile, as it prints it there."""
     spec = real.check
-    checktype = "combined" if virtual.checktype.isdigit() else virtual.checktype  # as written, not resolved
+    checktype = "combined" if virtual.connect_every else virtual.checktype.value
     if checktype in ("negotiate", "combined"):
         check = f"{checktype}:{virtual.service}"
     elif checktype in ("external", "external-perl"):
@@ -55,8 +55,8 @@ def check_words(virtual: Virtual, real: Real) -> str:
     request = spec.request if spec.request.startswith("/") else "/" + spec.request
     checkport = str(spec.port) if spec.port and spec.port != real.port else ""
     ident = ":".join([
-        check, virtual.protocol, real.address, str(real.port), spec.virtualhost or "", checkport,
-        str(real.weight), real.forward, _quotemeta(request), _quotemeta(spec.receive),
+        check, virtual.protocol.value, real.address, str(real.port), spec.virtualhost or "", checkport,
+        str(real.weight), real.forward.value, _quotemeta(request), _quotemeta(spec.receive),
     ])
     return re.sub(":+", " ", ident).replace("\\", "")
 
