@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = {"checks": "bench.checks", "engine": "bench.engine", "ipvs": "bench.ipvs"}
+BENCHMARKS = {
+    "checks": "bench.checks", "engine": "bench.engine", "ipvs": "bench.ipvs", "outputs": "bench.outputs",
+}
 
 
 def main(argv: list[str]) -> int:

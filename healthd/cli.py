@@ -229,6 +229,7 @@ def cmd_status(args: Args) -> int:
         print(f"healthd for {path} is running with pid: {pid}")
         if live is not None:
             print(format_status(live))
+            _children_status(live.get("execute", []), {os.path.realpath(path)})
         elif problem:
             print(f"(no live state: {problem})")
     elif state is pidfile.Status.STALE:
@@ -236,6 +237,30 @@ def cmd_status(args: Args) -> int:
     else:
         print(f"healthd for {path} is stopped")
     return int(state)
+
+
+def _children_status(names: list[str], seen: set[str]) -> None:
+    """The `execute=` instances' status after their parent's, as ldirectord (exit code: the parent's)."""
+    from healthd.daemon import control, pidfile
+
+    for name in names:
+        path = _find(name)
+        if os.path.realpath(path) in seen:
+            continue
+        seen.add(os.path.realpath(path))
+        state, pid = pidfile.status(pidfile.pidfile_path(path))
+        if state is not pidfile.Status.RUNNING:
+            words = "stale pidfile" if state is pidfile.Status.STALE else "stopped"
+            print(f"healthd for {path} (execute={name}) is {words}")
+            continue
+        print(f"healthd for {path} (execute={name}) is running with pid: {pid}")
+        try:
+            live = control.query(pidfile.socket_path(path))
+        except control.ControlUnavailable as exc:
+            print(f"(no live state: {exc})")
+            continue
+        print(format_status(live))
+        _children_status(live.get("execute", []), seen)
 
 
 def format_status(live: dict[str, Any]) -> str:

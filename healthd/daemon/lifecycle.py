@@ -380,5 +380,6 @@ class Daemon:
             "reloaded": self.reloaded_at,
             "reload_errors": list(self.reload_error),
             "summary": summary(snapshot) if snapshot is not None else "0/0 reals up in 0 virtual services",
+            "execute": list(self.config.settings.execute),  # the children `status` lists after this one
             **engine,
         }

@@ -96,7 +96,7 @@ async def _main(
         control_path=pidfile.socket_path(config.path),
         ipvs_kind=ipvs,
         on_started=(lambda: report("ok")) if report else None,
-        features=features(config),
+        features=features(config, ipvs=ipvs),
     )
     try:
         return await daemon.run()

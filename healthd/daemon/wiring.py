@@ -43,6 +43,12 @@ def build_engine(config: Config, backend: Backend) -> Engine:
     return Engine(config, CheckRunner(), reconciler, events=bus, command_wait=FALLBACK_COMMAND_WAIT)
 
 
-def features(config: Config) -> list[Feature]:
-    """The daemon features to run beside the engine, each an observer of its events (none yet)."""
-    return []
+def features(config: Config, ipvs: str | None = None) -> list[Feature]:
+    """The daemon features to run beside the engine, each an observer of its events.
+
+    Outputs: alert mails, monitorfile lines and the `execute=` children (started with the
+    same IPVS table kind as this daemon).
+    """
+    from healthd.daemon.outputs import Outputs
+
+    return [Outputs(config, ipvs=ipvs)]

@@ -1,0 +1,1 @@
+"""Email alerts as ldirectord sends them: when (alerter), what (message), how they go (transport, outbox)."""
