@@ -45,6 +45,7 @@ import importlib
 import logging
 from collections.abc import Awaitable, Callable
 
+from healthd.checks import optional
 from healthd.checks.context import CheckContext
 from healthd.checks.deadlines import Deadlines
 from healthd.checks.spec import CheckSpec, CheckType, Outcome
@@ -97,6 +98,8 @@ class CheckRunner:
     def __init__(self, ctx: CheckContext | None = None) -> None:
         self.ctx = ctx or CheckContext()
         self._fns: dict[str, CheckFn] = {}
+        self._missing: dict[str, str] = {}  # module -> the optional library it lacks
+        self._told: set[str] = set()  # modules whose missing library was logged already
         self._deadlines = Deadlines()
 
     async def start(self) -> None:
@@ -115,8 +118,11 @@ class CheckRunner:
             try:
                 module = importlib.import_module(f"healthd.checks.{name}")
             except ModuleNotFoundError as exc:
+                if optional.is_optional(exc.name):  # a per-service library left out: see _resolve
+                    self._missing[name] = exc.name or ""
+                    return None
                 if exc.name != f"healthd.checks.{name}":
-                    raise  # the module exists but lacks a dependency: say so loudly
+                    raise  # the module exists but lacks a core dependency: say so loudly
                 return None
             fn = module.check
             self._fns[name] = fn
@@ -137,6 +143,12 @@ class CheckRunner:
             name = _TYPE_MODULES.get(kind)
         fn = self._module_fn(name) if name else None
         if fn is None:
+            if name in self._missing:
+                reason = optional.missing(self._missing[name], spec.service)
+                if name not in self._told:
+                    self._told.add(name)
+                    log.error("%s", reason)
+                return reason
             return f"service {spec.service} is not supported yet"
         return fn
 
