@@ -13,6 +13,7 @@ from typing import Any
 
 from healthd.checks.registry import CheckRunner
 from healthd.config.model import Config
+from healthd.daemon import pidfile
 from healthd.daemon.lifecycle import StateChange
 from healthd.engine import events
 from healthd.engine.engine import Engine
@@ -46,8 +47,13 @@ class EngineAdapter:
         await self.engine.reload(config)
 
     async def stop(self) -> None:
+        cleanstop = None  # each virtual's own setting
+        if pidfile.keep_table_requested():
+            cleanstop = False
+            log.info("stopping for a restart (%s exists): the IPVS table is left as it is, for the next "
+                     "healthd to adopt", pidfile.keep_table_path())
         try:
-            await self.engine.stop(command_wait=FALLBACK_COMMAND_WAIT)
+            await self.engine.stop(cleanstop=cleanstop, command_wait=FALLBACK_COMMAND_WAIT)
         finally:
             await self.runner.close()
 
