@@ -19,6 +19,7 @@ UNITS = Path(__file__).resolve().parents[3] / "systemd"
 UNIT = UNITS / "healthd.service"
 TEMPLATE = UNITS / "healthd@.service"
 HEALTHD = Path(sys.executable).parent / "healthd"
+MAN = UNITS.parent / "man"
 
 pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
 
@@ -34,7 +35,8 @@ def installed(unit: Path, tmp_path: Path) -> Path:
 def verify(unit: Path, name: str | None = None) -> subprocess.CompletedProcess[str]:
     # Units come from the unit's own folder and the vendor folder only: units that other
     # packages enabled under /etc (and their own warnings) are not healthd's to judge.
-    env = {**os.environ, "SYSTEMD_UNIT_PATH": f"{unit.parent}:/lib/systemd/system"}
+    # Documentation=man:... is checked too: the checkout's man/ is laid out as a man path.
+    env = {**os.environ, "SYSTEMD_UNIT_PATH": f"{unit.parent}:/lib/systemd/system", "MANPATH": str(MAN)}
     result = subprocess.run(["systemd-analyze", "verify", name or str(unit)], capture_output=True, text=True,
                             timeout=60, env=env)
     # Conflicts=ldirectord.service loads ldirectord's unit when it is installed: its warnings are not ours.
