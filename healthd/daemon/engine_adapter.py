@@ -30,10 +30,11 @@ class EngineAdapter:
     def __init__(self, config: Config, backend: Backend, on_change: Callable[[StateChange], None]) -> None:
         self.runner = CheckRunner()
         self.on_change = on_change
+        self.config = config
         self.engine = Engine(config, self.runner, Reconciler(backend), on_event=self._on_event)
 
     async def start(self) -> None:
-        await self.runner.start()
+        await self.runner.start({v.service for v in self.config.virtuals})
         try:
             await self.engine.start()
         except BaseException:
@@ -44,7 +45,9 @@ class EngineAdapter:
         await self.engine.first_round.wait()
 
     async def reload(self, config: Config) -> None:
+        await self.runner.start({v.service for v in config.virtuals})  # modules of services it adds
         await self.engine.reload(config)
+        self.config = config
 
     async def stop(self) -> None:
         cleanstop = None  # each virtual's own setting
