@@ -156,7 +156,8 @@ class Traffic:
 
     def _run(self) -> None:
         while not self._stop.is_set() and len(self.bodies) < self.limit:
-            self.bodies += fetch(self.client, self.url, 10, timeout=3)
+            # a generous timeout: the emulated CPU is busy with dpkg and two healthd starts meanwhile
+            self.bodies += fetch(self.client, self.url, 10, timeout=15)
 
     def __enter__(self) -> Traffic:
         self._thread.start()
@@ -208,6 +209,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SystemdLab]:
     # man-db's trigger would rebuild its index for minutes under emulation. Both only on the overlay.
     Path("/usr/sbin/policy-rc.d").unlink(missing_ok=True)
     Path("/var/lib/man-db/auto-update").unlink(missing_ok=True)
+    # Under emulation (TCG, 15-20x slower than a real CPU) a healthd start takes about a minute; the
+    # default 90 s start timeout would fail it on a busy host. Only the VM gets this drop-in.
+    for unit in ("healthd.service", "healthd@.service"):
+        dropin = Path(f"/etc/systemd/system/{unit}.d")
+        dropin.mkdir(parents=True, exist_ok=True)
+        (dropin / "emulated-cpu.conf").write_text("[Service]\nTimeoutStartSec=300\n")
     sh("sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
     base = Lab(tmp_path_factory.mktemp("systemd-lab"), prefix="hd")
     try:
