@@ -216,7 +216,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SystemdLab]:
         dropin.mkdir(parents=True, exist_ok=True)
         (dropin / "emulated-cpu.conf").write_text("[Service]\nTimeoutStartSec=300\n")
     sh("sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
-    base = Lab(tmp_path_factory.mktemp("systemd-lab"), prefix="hd")
+    base = Lab(tmp_path_factory.mktemp("systemd-lab"), prefix="hd")  # not in /tmp: see ./run systemd
     try:
         client = _veth(base, "client", VIP, CLIENT, "hdc0")
         sites = {}

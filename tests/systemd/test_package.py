@@ -11,6 +11,8 @@ import re
 import time
 from pathlib import Path
 
+import pytest
+
 from healthd import __version__
 from tests.systemd.conftest import (
     CONFIG,
@@ -37,6 +39,8 @@ from tests.systemd.conftest import (
     unit_status,
     wait_table,
 )
+
+pytestmark = pytest.mark.timeout(600)  # each step waits for healthd starts on an emulated CPU
 
 MAIN = f"TCP {VIP}:80"
 OTHER = f"TCP {VIP}:8080"

@@ -221,17 +221,18 @@ sync
 poweroff -f
 """
 
-# The systemd mode's units (copied into the guest's /etc/systemd/system by /init). Only journald and
-# the test command start; the host's other services, enabled on the shared root, stay off.
+# The systemd mode's units (copied into the guest's /etc/systemd/system by /init). The system comes up
+# to basic.target (journald, udev, tmpfiles, sysctl: what a service's default dependencies pull in
+# anyway), then the command runs; multi-user.target and the host's services in it stay off.
 VM_TARGET = """[Unit]
-Description=healthd test VM: journald and the test command only
+Description=healthd test VM: basic.target (as any service's default dependencies want) and the command
 DefaultDependencies=no
-Wants=systemd-journald.service healthd-vm.service
+Wants=basic.target healthd-vm.service
 """
 VM_SERVICE = """[Unit]
 Description=healthd test VM: the command under test
 DefaultDependencies=no
-After=systemd-journald.service systemd-journald.socket
+After=basic.target
 
 [Service]
 Type=oneshot
