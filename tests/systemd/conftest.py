@@ -132,9 +132,12 @@ class Sampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
+        # Every 0.5 s: one ipvsadm costs ~0.15 s of the emulated CPU, which the restarts under test
+        # need too; a flap (services removed at stop, re-added after the next first round) would last
+        # seconds there.
         while not self._stop.is_set():
             self.samples.append(table())
-            self._stop.wait(0.2)
+            self._stop.wait(0.5)
 
     def __enter__(self) -> Sampler:
         self._thread.start()
@@ -148,7 +151,7 @@ class Sampler:
 class Traffic:
     """A client fetching the virtual service's index page in a loop (bounded), in a thread."""
 
-    def __init__(self, client: Host, url: str, limit: int = 400) -> None:
+    def __init__(self, client: Host, url: str, limit: int = 300) -> None:
         self.client, self.url, self.limit = client, url, limit
         self.bodies: list[str] = []
         self._stop = threading.Event()
@@ -158,6 +161,7 @@ class Traffic:
         while not self._stop.is_set() and len(self.bodies) < self.limit:
             # a generous timeout: the emulated CPU is busy with dpkg and two healthd starts meanwhile
             self.bodies += fetch(self.client, self.url, 10, timeout=15)
+            self._stop.wait(0.5)
 
     def __enter__(self) -> Traffic:
         self._thread.start()
