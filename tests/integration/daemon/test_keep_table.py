@@ -7,6 +7,7 @@ The systemd tier proves the same through `dpkg -i` of a newer package under a re
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import time
 from pathlib import Path
@@ -17,15 +18,15 @@ from healthd.config import load
 from healthd.daemon import pidfile
 from healthd.daemon.lifecycle import Daemon
 from healthd.daemon.systemd import Notifier
-from healthd.daemon.wiring import engine_factory
+from healthd.daemon.wiring import build_engine
 from healthd.ipvs.memory import MemoryTable
 
 CONFIG = "checkinterval=1\nvirtual=127.0.0.100:80\n\treal=127.0.1.1:80 masq\n\tchecktype=on\n"
 
 
 async def run_and_stop(path: Path, table: MemoryTable) -> None:
-    daemon = Daemon(load(str(path)), engine_factory=engine_factory(table), loader=load,
-                    notifier=Notifier({}), ipvs_kind="memory", watch_interval=60)
+    daemon = Daemon(load(str(path)), engine_factory=functools.partial(build_engine, backend=table),
+                    loader=load, notifier=Notifier({}), ipvs_kind="memory", watch_interval=60)
     task = asyncio.create_task(daemon.run())
     async with asyncio.timeout(15):
         await daemon.ready.wait()

@@ -8,10 +8,11 @@ from dataclasses import replace
 
 import pytest
 
-from healthd.checks.registry import CheckRunner
+from healthd.checks.runner import CheckRunner
 from healthd.checks.spec import CheckSpec, CheckType
+from healthd.vocab import ServiceProtocol
 
-LDAP = CheckSpec(type=CheckType.NEGOTIATE, service="ldap", protocol="tcp", family=4,
+LDAP = CheckSpec(type=CheckType.NEGOTIATE, service="ldap", protocol=ServiceProtocol.TCP, family=4,
                  address="127.0.0.1", port=9, negotiatetimeout=0.5, checktimeout=0.5)
 
 
