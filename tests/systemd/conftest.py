@@ -160,7 +160,7 @@ class Traffic:
     def _run(self) -> None:
         while not self._stop.is_set() and len(self.bodies) < self.limit:
             # a generous timeout: the emulated CPU is busy with dpkg and two healthd starts meanwhile
-            self.bodies += fetch(self.client, self.url, 10, timeout=15)
+            self.bodies += fetch(self.client, self.url, 5, timeout=15)
             self._stop.wait(0.5)
 
     def __enter__(self) -> Traffic:

@@ -144,10 +144,10 @@ def test_upgrade_under_traffic_restarts_both_units_without_a_flap(lab: SystemdLa
     pids = {u: show(u, "MainPID") for u in ("healthd.service", "healthd@x.cf.service")}
     counted = {s: conns(s) for s in (MAIN, OTHER)}
     with Traffic(lab.client, f"http://{VIP}/") as traffic, Sampler() as sampler:
-        _wait(lambda: len(traffic.bodies) >= 10, 60)
+        _wait(lambda: traffic.bodies, 60)  # traffic flows before the upgrade starts ...
         took, _ = timed("dpkg", "-i", str(NEWER), timeout=600)
         before = len(traffic.bodies)
-        _wait(lambda: len(traffic.bodies) >= before + 10, 60)
+        _wait(lambda: len(traffic.bodies) > before, 60)  # ... and after it ended
     record("dpkg -i of the newer package, restarts included (s)", took)
     assert sh("dpkg-query", "-W", "-f", "${Version}", "healthd").stdout == __version__ + UPGRADE_SUFFIX
     for unit, pid in pids.items():
@@ -168,7 +168,10 @@ def test_a_venv_the_unit_cannot_see_is_named_before_exec(lab: SystemdLab) -> Non
     """A venv under /root: without healthd's check systemd says only 203/EXEC; with it, the journal says why.
 
     (healthd-raw is the same unit without the check: it proves the trap is real in this VM.)"""
-    sh("/usr/bin/python3", "-m", "venv", "--without-pip", "--system-site-packages", "/root/hv", timeout=300)
+    # what `/usr/bin/python3 -m venv --system-site-packages /root/hv` makes, less the 30 s it takes here
+    Path("/root/hv/bin").mkdir(parents=True)
+    Path("/root/hv/bin/python3").symlink_to("/usr/bin/python3")
+    Path("/root/hv/pyvenv.cfg").write_text("home = /usr/bin\ninclude-system-site-packages = true\n")
     script = Path("/root/hv/bin/healthd")
     script.write_text("#!/root/hv/bin/python3\nimport sys\nfrom healthd.cli import main\nsys.exit(main())\n")
     script.chmod(0o755)
