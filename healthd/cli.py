@@ -4,6 +4,7 @@
         VERB: start|stop|restart|try-restart|reload|force-reload|status
     healthd status [--json] [CONFIG]
     healthd check-config [--json] [FILE]
+    healthd check-install [--quiet]
     healthd demo
 """
 
@@ -31,6 +32,7 @@ usage: healthd [-d|--debug] [--ipvs netlink|memory] [--] [CONFIG] VERB
        (VERB: start|stop|restart|try-restart|reload|force-reload|status)
        healthd status [--json] [CONFIG]
        healthd check-config [--json] [FILE]
+       healthd check-install [--quiet]
        healthd demo
        healthd -h|--help | -v|--version
 
@@ -41,6 +43,8 @@ CONFIG is looked up as /etc/ha.d/CONFIG, /etc/ha.d/conf/CONFIG, then as a path
   --ipvs KIND      the IPVS table to drive: netlink (the kernel's, the default) or
                    memory (an in-memory table, for trying healthd out without root)
   --json           with status: print the live state of the running daemon as JSON
+  check-install    can healthd.service's sandbox reach this healthd (not under /root,
+                   /home or /tmp)? exits 1 with the fix when it cannot
   -h, --help       this help
   -v, --version    print the version
 
@@ -116,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
         from healthd.config.cli import main as check_config
 
         return check_config(args[1:])
+    if args[:1] == ["check-install"]:
+        from healthd.install_check import main as check_install
+
+        return check_install(args[1:])
     if args[:1] == ["demo"]:
         from healthd.demo import main as demo
 

@@ -11,20 +11,35 @@ at the deadline really stops the work.
 from __future__ import annotations
 
 import contextlib
+import importlib
 from typing import Any
 
-# Imported here, not inside a check: a first import takes long enough to eat a
-# short deadline and blocks the event loop while it runs.
-import aiomysql
-import asyncpg
-import oracledb
-import pymysql
-
+from healthd.checks import optional
 from healthd.checks.context import CheckContext
 from healthd.checks.dialog import CheckFailed, bounded, excerpt, strip_slash
 from healthd.checks.spec import CheckSpec, Outcome
 
 PRODUCT = {"mysql": "MySQL", "pgsql": "PostgreSQL", "oracle": "Oracle"}
+NEEDS = {"pgsql": ("asyncpg",), "mysql": ("aiomysql", "pymysql"), "oracle": ("oracledb",)}
+
+
+def _optional_import(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if not optional.is_optional(exc.name):
+            raise
+        return None
+
+
+# Imported here, not inside a check: a first import takes long enough to eat a short deadline
+# and blocks the event loop while it runs. Each driver is optional (healthd.checks.optional):
+# without it only its own service's checks fail, with a sentence naming the package.
+aiomysql = _optional_import("aiomysql")
+asyncpg = _optional_import("asyncpg")
+oracledb = _optional_import("oracledb")
+pymysql = _optional_import("pymysql")
+_LOADED = {"aiomysql": aiomysql, "asyncpg": asyncpg, "oracledb": oracledb, "pymysql": pymysql}
 
 # ---- pure logic ----------------------------------------------------------
 
@@ -117,6 +132,9 @@ DRIVERS = {"pgsql": _pgsql, "mysql": _mysql, "oracle": _oracle}
 
 
 async def _sql(spec: CheckSpec) -> str:
+    for module in NEEDS[spec.service]:
+        if _LOADED[module] is None:
+            raise CheckFailed(optional.missing(module, spec.service))
     query = query_of(spec)
     try:
         row = await DRIVERS[spec.service](spec, query)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from healthd.config.model import Config, ConfigError
-from healthd.daemon import logs
+from healthd.daemon import logs, pidfile
 from healthd.daemon.control import ControlServer
 from healthd.daemon.systemd import Notifier
 from healthd.engine import events
@@ -49,8 +49,9 @@ class EngineLike(Protocol):
 
     async def reload(self, config: Config) -> None: ...
 
-    async def stop(self) -> None:
-        """Stop checking; honour cleanstop and run `fallbackcommand stop`."""
+    async def stop(self, cleanstop: bool | None = None) -> None:
+        """Stop checking; honour cleanstop (False: leave the table for the next healthd) and run
+        `fallbackcommand stop`."""
         ...
 
     def snapshot(self) -> Snapshot: ...
@@ -228,7 +229,12 @@ class Daemon:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.engine is not None:
             try:
-                await asyncio.wait_for(self.engine.stop(), STOP_BUDGET)
+                if pidfile.keep_table_requested():
+                    log.info("stopping for a restart (%s exists): the IPVS table is left as it is, for the "
+                             "next healthd to adopt", pidfile.keep_table_path())
+                    await asyncio.wait_for(self.engine.stop(cleanstop=False), STOP_BUDGET)
+                else:
+                    await asyncio.wait_for(self.engine.stop(), STOP_BUDGET)
             except TimeoutError:
                 log.warning("the engine did not stop within %.1f s; exiting anyway", STOP_BUDGET)
             except Exception as exc:

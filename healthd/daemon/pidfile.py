@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import os
+import time
 from pathlib import Path
 
 
@@ -89,3 +90,23 @@ def release(path: Path, pid: int | None = None) -> None:
     if read_pid(path) == pid:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+
+
+# A restart that must not touch the IPVS table (a package upgrade) creates this file, restarts healthd
+# and removes it. While it exists, a stopping healthd leaves its services in the table (whatever
+# cleanstop says) and the next one adopts them: no real leaves the table, no connection is cut.
+# Older than KEEP_TABLE_MAX_AGE it is a leftover and ignored, so a crashed upgrade cannot turn
+# cleanstop off for good.
+KEEP_TABLE_MAX_AGE = 600.0
+
+
+def keep_table_path() -> Path:
+    return run_dir() / "healthd.keep-table"
+
+
+def keep_table_requested(now: float | None = None) -> bool:
+    try:
+        mtime = keep_table_path().stat().st_mtime
+    except OSError:
+        return False
+    return abs((time.time() if now is None else now) - mtime) <= KEEP_TABLE_MAX_AGE

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from healthd.checks.spec import CheckSpec, Outcome
@@ -39,7 +39,9 @@ from healthd.ipvs.model import Entry, Operation, ServiceKey, Table
 class Runner(Protocol):
     """What the engine needs of healthd.checks.runner.CheckRunner."""
 
-    async def start(self) -> None: ...
+    async def start(self, services: Iterable[str] | None = None) -> None:
+        """Get ready to check `services` (load their modules); called again by a reload."""
+        ...
 
     async def run(self, spec: CheckSpec) -> Outcome: ...
 
@@ -126,7 +128,7 @@ class Engine:
         if self._started:
             raise RuntimeError("engine already started")
         self._started = True
-        await self._runner.start()
+        await self._runner.start({v.service for v in self.config.virtuals})
         try:
             self._adopted = await self._reconciler.dump()
             self._index(self.config)
@@ -153,6 +155,7 @@ class Engine:
         old_virtuals = self._virtuals
         with contextlib.suppress(Exception):  # no fresh view: adopt from the old one
             self._adopted = await self._reconciler.dump()
+        await self._runner.start({v.service for v in config.virtuals})  # the services it adds
         self.config = config
         self._index(config)
         gone = set(old_virtuals) - set(self._virtuals)

@@ -2,8 +2,9 @@
 
 Hand-written with `struct` because it runs once per destination: pyroute2's generic message
 classes cost ~0.4 ms per message to build or parse (~7 ms under the test VM's emulation), which
-would make a 10,000-destination table take minutes. pyroute2 still opens the socket and resolves
-the IPVS family (healthd.ipvs.netlink). Pure functions, no I/O: unit-tested on any kernel.
+would make a 10,000-destination table take minutes. The IPVS family id is asked of the generic
+netlink controller here too (`get_family`), so healthd needs no netlink library at all. Pure functions,
+no I/O: unit-tested on any kernel.
 """
 
 from __future__ import annotations
@@ -40,6 +41,12 @@ NLA_TYPE_MASK = 0x3FFF
 _NLMSGHDR = struct.Struct("=IHHII")
 _GENLHDR = struct.Struct("=BBH")
 _NLA = struct.Struct("=HH")
+
+# the generic netlink controller (include/uapi/linux/genetlink.h): resolves a family name to its id
+GENL_ID_CTRL = 0x10
+CTRL_CMD_GETFAMILY = 3
+CTRL_ATTR_FAMILY_ID, CTRL_ATTR_FAMILY_NAME = 1, 2
+IPVS_FAMILY_NAME = "IPVS"
 
 # IPVS commands (include/uapi/linux/ip_vs.h)
 CMD_NEW_SERVICE, CMD_SET_SERVICE, CMD_DEL_SERVICE, CMD_GET_SERVICE = 1, 2, 3, 4
@@ -184,6 +191,20 @@ def encode(family_id: int, seq: int, op: Operation) -> bytes:
             attrs = _attr(ATTR_DEST, _dest_key_attrs(_dest_family(dest_key.address), dest_key))
             return message(family_id, seq, CMD_DEL_DEST, _service_key_nest(key) + attrs)
     raise TypeError(f"not an IPVS operation: {op!r}")
+
+
+def get_family(seq: int, name: str = IPVS_FAMILY_NAME) -> bytes:
+    """Ask the controller for the id of the generic netlink family `name`."""
+    return message(GENL_ID_CTRL, seq, CTRL_CMD_GETFAMILY, _attr(CTRL_ATTR_FAMILY_NAME, name.encode() + b"\0"),
+                   NLM_F_REQUEST)
+
+
+def family_id_of(payload: memoryview) -> int:
+    """The family id in the controller's answer to get_family."""
+    value = attrs(payload[_GENLHDR.size:]).get(CTRL_ATTR_FAMILY_ID)
+    if value is None or len(value) < 2:
+        raise DecodeError("the controller's answer has no family id")
+    return int(struct.unpack_from("=H", value)[0])
 
 
 def dump_services(family_id: int, seq: int) -> bytes:

@@ -1,8 +1,10 @@
 """The kernel's IPVS table over generic netlink: the Backend healthd runs against in production.
 
-pyroute2's AsyncIPVS opens the way (IPVS family lookup, network namespaces); requests and dumps
-are then framed by healthd.ipvs.genl on a plain netlink socket, many requests per datagram, each
-with its own sequence number and ACK, so a failure is pinned to the operation that caused it.
+Everything goes over a plain generic netlink socket, framed by healthd.ipvs.genl: the IPVS family
+lookup, then requests, many per datagram, each with its own sequence number and ACK, so a failure is
+pinned to the operation that caused it. No netlink library: Debian 12's python3-pyroute2 (0.7) lacks
+the IPVS module, and importing pyroute2 took 3.5-8 s in the emulated test VM.
+A table in another network namespace: run healthd in that namespace (`ip netns exec`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ NETLINK_CAP_ACK = 10  # ACKs without a copy of the request: smaller, so more fit
 SO_RCVBUFFORCE = 33
 BATCH = 256  # requests per datagram; their ACKs must fit in the receive buffer
 RCVBUF = 8 << 20
+FAMILY_LOOKUP_TIMEOUT = 10.0  # seconds; the kernel answers at once, but never hang a start on it
 
 T = TypeVar("T")
 MODPROBE_LIMIT = 30.0  # seconds loading ip_vs may take
@@ -42,35 +45,51 @@ async def _modprobe_ip_vs() -> str:
     return ""
 
 
-async def _family_id(netns: str | None) -> int:
-    """The IPVS generic netlink family id, loading ip_vs once if the kernel lacks it."""
-    from pyroute2.ipvs import AsyncIPVS  # heavy import: only when a kernel table is wanted
-    from pyroute2.netlink.exceptions import NetlinkError
+async def _ask_family_id() -> int | None:
+    """The IPVS family id from the generic netlink controller; None when the kernel has no such family."""
+    sock = _open_socket()
+    try:
+        await asyncio.get_running_loop().sock_sendall(sock, genl.get_family(1))
+        buf = bytearray(1 << 16)
+        while True:
+            n = await asyncio.get_running_loop().sock_recv_into(sock, buf)
+            for kind, _flags, seq, payload in genl.messages(memoryview(buf)[:n]):
+                if seq != 1:
+                    continue
+                if kind == genl.NLMSG_ERROR:
+                    code = genl.error_code(payload)
+                    if code == errno.ENOENT:
+                        return None
+                    raise IPVSError(f"cannot reach IPVS over netlink: {os.strerror(code)}", code)
+                if kind == genl.GENL_ID_CTRL:
+                    return genl.family_id_of(payload)
+    except OSError as e:
+        code = e.errno or 0
+        raise IPVSError(f"cannot reach IPVS over netlink: {os.strerror(code)}", code) from None
+    except genl.DecodeError as e:
+        raise IPVSError(f"cannot reach IPVS over netlink: {e}") from None
+    finally:
+        sock.close()
 
+
+async def _family_id() -> int:
+    """The IPVS generic netlink family id, loading ip_vs once if the kernel lacks it."""
     why = ""
     for attempt in range(2):
-        ipvs = AsyncIPVS(netns=netns) if netns else AsyncIPVS()
         try:
-            await ipvs.setup_endpoint()
-            return int(ipvs.prid)
-        except NetlinkError as e:
-            if e.code != errno.ENOENT:
-                raise IPVSError(f"cannot reach IPVS over netlink: {os.strerror(e.code)}", e.code) from None
-        finally:
-            ipvs.close()
+            family = await asyncio.wait_for(_ask_family_id(), FAMILY_LOOKUP_TIMEOUT)
+        except TimeoutError:
+            raise IPVSError("cannot reach IPVS over netlink: the kernel did not answer") from None
+        if family is not None:
+            return family
         if attempt == 0:
             why = await _modprobe_ip_vs()
     raise Unavailable(f"this kernel has no IPVS (ip_vs): {why or 'modprobe ip_vs did not make it appear'}",
                       errno.ENOENT)
 
 
-def _open_socket(netns: str | None) -> socket.socket:
-    if netns:
-        from pyroute2 import netns as pyroute2_netns
-
-        sock = pyroute2_netns.create_socket(netns, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC)
-    else:
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC)
+def _open_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC)
     try:
         sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
     except PermissionError:
@@ -101,12 +120,11 @@ def error_for(code: int, op: Operation) -> IPVSError:
 
 
 class NetlinkTable:
-    """The kernel's IPVS table in one network namespace. Open with `await NetlinkTable.open()`."""
+    """The kernel's IPVS table in this process's network namespace. Open with `await NetlinkTable.open()`."""
 
-    def __init__(self, sock: socket.socket, family_id: int, netns: str | None = None) -> None:
+    def __init__(self, sock: socket.socket, family_id: int) -> None:
         self._sock = sock
         self._family_id = family_id
-        self._netns = netns
         self._seq = 0
         self._buf = bytearray(1 << 18)
         # one request stream at a time: the kernel allows one dump per socket, and ACKs
@@ -114,9 +132,9 @@ class NetlinkTable:
         self._lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, netns: str | None = None) -> NetlinkTable:
-        family_id = await _family_id(netns)
-        return cls(_open_socket(netns), family_id, netns)
+    async def open(cls) -> NetlinkTable:
+        family_id = await _family_id()
+        return cls(_open_socket(), family_id)
 
     async def close(self) -> None:
         self._sock.close()
@@ -130,7 +148,7 @@ class NetlinkTable:
             yield
         except BaseException:
             self._sock.close()
-            self._sock = _open_socket(self._netns)
+            self._sock = _open_socket()
             raise
 
     def _next_seq(self, count: int = 1) -> int:

@@ -2,7 +2,8 @@
 
 Usage, from the repository root, as root:
 
-    python -m tests.vm.harness [--timeout S] [--memory MB] [--cpu MODEL] [--env NAME=VALUE ...] CMD [ARGS...]
+    python -m tests.vm.harness [--timeout S] [--memory MB] [--cpu MODEL] [--env NAME=VALUE ...]
+                               [--systemd] CMD [ARGS...]
     python -m tests.vm.harness --prepare        # only fetch the kernel and build the boot files
 
 What it does:
@@ -14,14 +15,19 @@ What it does:
   top (it may write anywhere; the writes vanish), and the checkout read-write at the same path (test
   reports written there survive). It loads `ip_vs` and every IPVS scheduler the kernel ships, then
   chroots into the host root, changes to the checkout and runs CMD with the venv's bin first on PATH.
+- With --systemd, /init hands over to the host's systemd as PID 1 instead (switch_root into the same
+  overlay root): a target pulls in only journald and a oneshot unit that runs CMD, writes its exit code
+  and powers off. systemctl, journalctl, apt/dpkg and units behave as on a real machine; only the
+  host's other services stay off. Boot to the command ~30 s under TCG (busybox: ~10 s).
 - CMD's output is streamed to our stdout; we exit with CMD's exit code (124 on --timeout,
   125 when the VM itself failed: the tail of the kernel console log is then printed).
 
-Inside the guest: HEALTHD_IN_VM=1 is set, the network has only `lo` (up); network namespaces, veth
-pairs, iptables (e.g. mangle MARK for fwmark services) and nft work, kernel modules load on demand;
-`ipvsadm` and every other tool are the host's. /tmp and /run are empty tmpfs (host files in /tmp
-are not visible: keep inputs in the checkout). Variables passed with --env and every HEALTHD_* variable
-of the caller are passed through. Needs: qemu-system-x86 busybox-static kmod (Debian packages).
+Inside the guest: HEALTHD_IN_VM=1 and HEALTHD_VM_INIT=busybox|systemd are set, the network has only
+`lo` (up); network namespaces, veth pairs, iptables (e.g. mangle MARK for fwmark services) and nft
+work, kernel modules load on demand; `ipvsadm` and every other tool are the host's. /tmp and /run
+are empty tmpfs (host files in /tmp are not visible: keep inputs in the checkout). Variables passed
+with --env and every HEALTHD_* variable of the caller are passed through.
+Needs: qemu-system-x86 busybox-static kmod (Debian packages).
 """
 
 from __future__ import annotations
@@ -201,10 +207,44 @@ hostname healthd-vm
 chroot $R modprobe ip_vs || die "cannot load ip_vs"
 for m in $VM_LOAD; do chroot $R modprobe -q "$m" || echo "vm: no module $m"; done
 stty -F /dev/hvc0 -onlcr -echo 2>/dev/null
+if [ "$VM_INIT" = systemd ]; then
+    # systemd as PID 1 over the same root: it starts only what the test target pulls in (journald
+    # and the test unit, which runs the command and powers off). /proc and /sys are its to mount.
+    cp /ctl/healthd-vm.target /ctl/healthd-vm.service $R/etc/systemd/system/ || die "no test units"
+    : > $R/etc/machine-id
+    umount $R/proc $R/sys
+    exec switch_root $R /lib/systemd/systemd --unit=healthd-vm.target --show-status=no
+fi
 chroot $R /bin/sh /run/vmctl/cmd.sh </dev/null >/dev/hvc0 2>&1
 echo $? > /ctl/rc
 sync
 poweroff -f
+"""
+
+# The systemd mode's units (copied into the guest's /etc/systemd/system by /init). The system comes up
+# to basic.target (journald, udev, tmpfiles, sysctl: what a service's default dependencies pull in
+# anyway), then the command runs; multi-user.target and the host's services in it stay off.
+VM_TARGET = """[Unit]
+Description=healthd test VM: basic.target (as any service's default dependencies want) and the command
+DefaultDependencies=no
+Wants=basic.target healthd-vm.service
+"""
+VM_SERVICE = """[Unit]
+Description=healthd test VM: the command under test
+DefaultDependencies=no
+After=basic.target
+
+[Service]
+Type=oneshot
+TimeoutStartSec=infinity
+StandardInput=null
+StandardOutput=tty
+StandardError=inherit
+TTYPath=/dev/hvc0
+TTYReset=no
+TTYVHangup=no
+ExecStart=/bin/sh -c '/bin/sh /run/vmctl/cmd.sh; echo $$? > /run/vmctl/rc; sync; \
+                     systemctl poweroff --force --force'
 """
 
 
@@ -297,7 +337,7 @@ def guest_script(cmd: list[str], env: dict[str, str]) -> str:
 
 
 def boot(meta: dict[str, str], cmd: list[str], env: dict[str, str], timeout: float, memory: int,
-         cpu: str = "max") -> int:
+         cpu: str = "max", init: str = "busybox") -> int:
     cache = cache_dir()
     if not str(Path.cwd()).startswith(str(REPO)):
         raise HarnessError(f"run from inside the checkout {REPO}")
@@ -307,8 +347,11 @@ def boot(meta: dict[str, str], cmd: list[str], env: dict[str, str], timeout: flo
         (ctl / "env").write_text(
             f"VM_REPO={shlex.quote(str(REPO))}\nVM_MODULES={shlex.quote(str(modules))}\n"
             f"VM_LOAD={shlex.quote(' '.join(IPVS_MODULES[1:]))}\n"
-            f"VM_SHARED={shlex.quote(str(SHARED) if SHARED.is_dir() else '')}\n")
-        (ctl / "cmd.sh").write_text(guest_script(cmd, env))
+            f"VM_SHARED={shlex.quote(str(SHARED) if SHARED.is_dir() else '')}\n"
+            f"VM_INIT={shlex.quote(init)}\n")
+        (ctl / "cmd.sh").write_text(guest_script(cmd, {"HEALTHD_VM_INIT": init, **env}))
+        (ctl / "healthd-vm.target").write_text(VM_TARGET)
+        (ctl / "healthd-vm.service").write_text(VM_SERVICE)
         console = ctl / "console.log"
         share = "security_model=none,multidevs=remap"
         qemu = [
@@ -360,6 +403,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=1800, help="kill the VM after this many seconds")
     parser.add_argument("--memory", type=int, default=1024, help="guest memory in MiB")
     parser.add_argument("--cpu", default=os.environ.get("HEALTHD_VM_CPU", "max"), help="QEMU -cpu model")
+    parser.add_argument("--systemd", action="store_true",
+                        help="boot the host's systemd as PID 1 and run CMD as its test unit (tests/systemd)")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="set a variable for the command")
     parser.add_argument("cmd", nargs=argparse.REMAINDER, help="the command to run in the VM")
@@ -380,7 +425,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.prepare:
             log(f"kernel {meta['kver']} ready in {cache_dir()}")
             return 0
-        return boot(meta, args.cmd, env, args.timeout, args.memory, args.cpu)
+        return boot(meta, args.cmd, env, args.timeout, args.memory, args.cpu,
+                    init="systemd" if args.systemd else "busybox")
     except HarnessError as e:
         log(str(e))
         return 125

@@ -124,3 +124,11 @@ async def test_a_finished_run_is_never_cancelled_later() -> None:
     assert outcome.ok
     await asyncio.sleep(0.15)  # past the deadline's slot: this task must not be cancelled
     assert len(runner._deadlines) == 0
+
+
+async def test_start_with_services_loads_only_theirs() -> None:
+    runner = CheckRunner()
+    await runner.start({"http", "none"})
+    assert {"http", "connect", "ping", "external"} <= set(runner._fns)
+    assert not {"sql", "ldap", "dns"} & set(runner._fns)
+    await runner.close()

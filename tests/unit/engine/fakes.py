@@ -56,7 +56,7 @@ class ScriptedRunner:
         self.delay: dict[str, float] = {}
         self.runs: list[tuple[float, CheckSpec]] = []
 
-    async def start(self) -> None:
+    async def start(self, services: object = None) -> None:
         pass
 
     async def close(self) -> None:

@@ -49,3 +49,27 @@ def test_error_and_done_messages() -> None:
 def test_garbage_length_is_a_decode_error() -> None:
     with pytest.raises(genl.DecodeError):
         list(genl.messages(struct.pack("=IHHII", 4, 0, 0, 0, 0)))
+
+
+async def test_family_lookup_asks_the_kernel_controller() -> None:
+    """get_family is a well-formed controller request: the kernel resolves "nlctrl" (id 16) with it."""
+    import asyncio
+
+    from healthd.ipvs import netlink
+
+    sock = netlink._open_socket()
+    try:
+        loop = asyncio.get_running_loop()
+        await loop.sock_sendall(sock, genl.get_family(9, "nlctrl"))
+        data = await asyncio.wait_for(loop.sock_recv(sock, 1 << 16), 5)
+    finally:
+        sock.close()
+    ((kind, _flags, seq, body),) = list(genl.messages(data))
+    assert (kind, seq) == (genl.GENL_ID_CTRL, 9)
+    assert genl.family_id_of(body) == genl.GENL_ID_CTRL
+
+
+def test_family_answer_without_an_id_is_a_decode_error() -> None:
+    body = struct.pack("=BBH", 1, 2, 0) + struct.pack("=HH", 9, genl.CTRL_ATTR_FAMILY_NAME) + b"IPVS\0\0\0\0"
+    with pytest.raises(genl.DecodeError):
+        genl.family_id_of(memoryview(body))
