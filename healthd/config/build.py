@@ -15,6 +15,7 @@ from typing import Any
 from healthd.checks import registry
 from healthd.checks.spec import CheckSpec, CheckType
 from healthd.config import defaults
+from healthd.config import values as v
 from healthd.config.lexer import quote
 from healthd.config.lookup import Resolver, is_ip, resolve_host, resolve_port
 from healthd.config.model import Config, ConfigIssue, Fallback, GlobalSettings, Real, Virtual
@@ -50,6 +51,14 @@ class _Builder:
         if maintenancedir is not None and not os.path.isdir(maintenancedir):
             self.warn(self.draft.settings["maintenancedir"].line,
                       f"maintenance directory {maintenancedir} does not exist (yet)")
+        logfile = self.g("logfile", "/var/log/ldirectord.log")
+        explicit = "logfile" in self.draft.settings and logfile.startswith("/")
+        problem = v.logfile_problem(logfile) if explicit else None
+        if problem is not None:
+            self.warn(self.draft.settings["logfile"].line,
+                      f"cannot open logfile {logfile}: {problem}; {v.LDIRECTORD_WOULD_NOT_START} (except "
+                      "with -d or supervised=yes); healthd logs to the journal or stderr instead: "
+                      f"{quote(self.draft.settings['logfile'].text)}")
         return GlobalSettings(
             checktimeout=self.g("checktimeout"),
             negotiatetimeout=self.g("negotiatetimeout"),
@@ -61,7 +70,7 @@ class _Builder:
             fallbackcommand=self.g("fallbackcommand"),
             autoreload=self.g("autoreload", False),
             callback=self.g("callback"),
-            logfile=self.g("logfile", "/var/log/ldirectord.log"),
+            logfile=logfile,
             execute=tuple(s.value for s in self.draft.execute),
             fork=self.g("fork", False),
             supervised=self.g("supervised", False),
@@ -166,9 +175,10 @@ class _Builder:
                                          f"{quote(section.text)}")
             ok = address is not None and bool(resolved_port)
             port = resolved_port or 0
-        if get("ops", False) and protocol != "udp":
-            self.error(s["ops"].line, f"ops=yes (one-packet scheduling) needs protocol=udp: "
-                                      f"{quote(s['ops'].text)}")
+        ops = get("ops", False) and protocol == "udp"
+        if get("ops", False) and not ops:
+            self.warn(s["ops"].line, f"ops=yes (one-packet scheduling) applies to UDP only: ignored for this "
+                                     f"{protocol} service, as ldirectord ignores it: {quote(s['ops'].text)}")
         service = get("service") or (defaults.service_for_port(port) if fwmark is None else "none")
         type_name, ctype, every = get("checktype", ("negotiate", CheckType.NEGOTIATE, 0))
         if ctype is CheckType.NEGOTIATE and service not in registry.SUPPORTED_SERVICES:
@@ -192,8 +202,9 @@ class _Builder:
             for real in self.reals(setting, vcontext):
                 key = (real.address, real.port)
                 if key in seen:
-                    self.error(setting.line, f"duplicate real server {real.label} in this virtual "
-                                             f"service (also on line {seen[key]}): {quote(setting.text)}")
+                    self.warn(setting.line, f"duplicate real server {real.label} in this virtual service "
+                                            f"(also on line {seen[key]}): only the first is used "
+                                            f"(ldirectord's second ipvsadm -a fails): {quote(setting.text)}")
                     continue
                 seen[key] = setting.line
                 reals.append(real)
@@ -209,7 +220,7 @@ class _Builder:
         return Virtual(
             family=family, protocol=protocol, address=address, port=port, fwmark=fwmark,
             scheduler=get("scheduler", "wrr"), persistent=get("persistent"), netmask=get("netmask"),
-            schedflags=get("schedflags", ()), ops=get("ops", False), reals=tuple(reals),
+            schedflags=get("schedflags", ()), ops=ops, reals=tuple(reals),
             fallback=fallback,
             fallbackcommand=get("fallbackcommand", self.g("fallbackcommand")),
             quiescent=get("quiescent", self.g("quiescent", False)),
@@ -244,8 +255,9 @@ class _Builder:
         port = self.port(rl.first, vc.protocol, setting, "real server", default_port)
         if first is None or port is None or (rl.last is not None and last is None):
             return []
-        if port == 0 and vc.fwmark is None:
-            port = vc.port  # ipvsadm gives a real without a port the virtual's port
+        # A real without a port keeps port 0 in the table, as ldirectord writes it (`-r IP:0`; for
+        # masq the kernel then sends to the virtual's port); its check goes to that port too.
+        check_port = port or (vc.port if vc.fwmark is None else 0)
         addresses = [first]
         if rl.last is not None and last is not None:
             lo, hi = int(ipaddress.IPv4Address(first)), int(ipaddress.IPv4Address(last))
@@ -258,12 +270,12 @@ class _Builder:
                                          f"addresses (at most {MAX_RANGE}): {quote(setting.text)}")
                 return []
             addresses = [str(ipaddress.IPv4Address(i)) for i in range(lo, hi + 1)]
-        if vc.fwmark is None and rl.forward != "masq" and port != vc.port:
+        if vc.fwmark is None and rl.forward != "masq" and port and port != vc.port:
             self.warn(setting.line, f"{rl.forward} cannot map ports: IPVS sends to port {vc.port} of "
                                     f"the real server, not {port}; use masq to map ports")
         reals = []
         for address in addresses:
-            check = self.check(address, port, rl, setting, vc)
+            check = self.check(address, check_port, rl, setting, vc)
             if check is None:
                 return []
             reals.append(Real(address=address, port=port, forward=rl.forward, weight=rl.weight,
