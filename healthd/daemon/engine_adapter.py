@@ -12,11 +12,12 @@ from collections.abc import Callable
 from typing import Any
 
 from healthd.checks.registry import CheckRunner
-from healthd.config.model import Config
+from healthd.config.model import Config, GlobalSettings, Virtual
 from healthd.daemon.lifecycle import StateChange
 from healthd.engine import events
 from healthd.engine.engine import Engine
 from healthd.engine.health import State
+from healthd.engine.policy import fallback_of
 from healthd.ipvs.backend import Backend
 from healthd.ipvs.reconcile import Reconciler
 
@@ -73,12 +74,9 @@ class EngineAdapter:
                            "MAINTENANCE": "yes" if on else "no"},
                 )
             case events.FallbackChanged(virtual=virtual, active=active):
-                if active:
-                    log.warning("no real server of %s is up: the fallback server takes the traffic",
-                                virtual.label, extra={"VIRTUAL": virtual.label, "FALLBACK": "on"})
-                else:
-                    log.info("a real server of %s is up again: the fallback server is withdrawn",
-                             virtual.label, extra={"VIRTUAL": virtual.label, "FALLBACK": "off"})
+                log.log(logging.WARNING if active else logging.INFO, "%s",
+                        fallback_sentence(virtual, self.engine.config.settings, active),
+                        extra={"VIRTUAL": virtual.label, "FALLBACK": "on" if active else "off"})
             case events.CommandFinished(virtual=virtual, argv=argv, returncode=code, error=error):
                 if error or code not in (0, None):
                     log.warning("fallbackcommand %s for %s failed: %s", " ".join(argv), virtual.label,
@@ -92,3 +90,16 @@ class EngineAdapter:
                 log.warning("%s", message)
             case _:
                 log.debug("engine event %r", event)
+
+
+def fallback_sentence(virtual: Virtual, settings: GlobalSettings, active: bool) -> str:
+    """What an operator reads when no real of a virtual can take traffic, or one can again:
+    the fallback server is named only when the virtual has one."""
+    has_fallback = fallback_of(virtual, settings) is not None
+    if active:
+        if has_fallback:
+            return f"no real server of {virtual.label} is up: the fallback server takes the traffic"
+        return f"no real server of {virtual.label} is up, and it has no fallback server: it gets no traffic"
+    if has_fallback:
+        return f"a real server of {virtual.label} is up again: the fallback server is withdrawn"
+    return f"a real server of {virtual.label} is up again"
