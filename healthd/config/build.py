@@ -251,12 +251,14 @@ class _Builder:
         rl: RealLine = setting.value
         first = self.address(rl.first.host, vc.family, setting, "real server")
         last = self.address(rl.last.host, vc.family, setting, "real server") if rl.last else None
-        default_port = vc.port if vc.fwmark is None else 0
-        port = self.port(rl.first, vc.protocol, setting, "real server", default_port)
+        port = self.port(rl.first, vc.protocol, setting, "real server", 0)
         if first is None or port is None or (rl.last is not None and last is None):
             return []
-        # A real without a port keeps port 0 in the table, as ldirectord writes it (`-r IP:0`; for
-        # masq the kernel then sends to the virtual's port); its check goes to that port too.
+        # A real without a port is `-r IP:0` in ldirectord's ipvsadm command: ipvsadm turns that into
+        # the virtual's port for gate and ipip, and keeps 0 for masq (the kernel then sends to the
+        # virtual's port). Real.port is what the table shows; the check goes where traffic goes.
+        if port == 0 and vc.fwmark is None and rl.forward != "masq":
+            port = vc.port
         check_port = port or (vc.port if vc.fwmark is None else 0)
         addresses = [first]
         if rl.last is not None and last is not None:
