@@ -101,6 +101,13 @@ DELIBERATE = {
     "weight above 65535": "virtual=127.0.0.1:80\n\treal=127.0.0.2:80 gate 70000\n",
     "receive only Perl can run": V + '\treceive="a\\Kb"\n',
     "http_proxy without an absolute URL": "virtual=127.0.0.1:3128\n\treal=127.0.0.2:3128 gate\n",
+    "a range of more than 4096 addresses": "virtual=127.0.0.1:80\n\treal=10.0.0.1->10.0.16.1:80 gate\n\t"
+                                           "checktype=off\n",
+    "unknown scheduler flag": V + "\tschedflags=Flag!\n",
+    "non-contiguous netmask": V + "\tpersistent=60\n\tnetmask=255.0.255.0\n",
+    "fwmark real without a port, connect check": "virtual=7\n\treal=127.0.0.2 gate\n\tchecktype=connect\n",
+    "check URL host that does not resolve": "virtual=127.0.0.1:80\n\treal=127.0.0.2:80 gate 1 "
+                                            '"http://nosuchhost.invalid/", "x"\n',
 }
 
 
