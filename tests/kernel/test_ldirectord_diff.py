@@ -30,8 +30,9 @@ from tests.kernel.seed.topology import Host, Lab, stop_process, wait_for
 pytestmark = [pytest.mark.kernel, pytest.mark.root, pytest.mark.timeout(600)]
 
 LDIRECTORD = "/usr/sbin/ldirectord"
-DIRECTOR, UP, DEAD = "10.99.9.1", ("10.99.9.11", "10.99.9.12", "10.99.9.13", "10.99.9.14"), ("10.99.9.21",
-                                                                                                  "10.99.9.22")
+DIRECTOR = "10.99.9.1"
+UP = tuple(f"10.99.9.{n}" for n in range(11, 17))  # nginx answers on each
+DEAD = ("10.99.9.21", "10.99.9.22")  # nothing listens: a check gets a reset
 
 CONFIG = """\
 checkinterval=1
@@ -106,8 +107,8 @@ virtual=10.99.8.6:53
 # u: before l: is read by healthd only (an ldirectord bug: its table lacks the real)
 virtual=10.99.8.7:80
 \treal=10.99.9.11:80 gate
-\treal=10.99.9.12:80 gate l:5
-\treal=10.99.9.13:80 gate 4 u:10 l:5
+\treal=10.99.9.15:80 gate l:5
+\treal=10.99.9.16:80 gate 4 u:10 l:5
 \tchecktype=connect
 
 # IPv6
@@ -125,7 +126,7 @@ LDIRECTORD_BUGS = {
     "list by address:port), so a failing real of a quiescent virtual is missing instead of at weight 0": (
         "-a -t 10.99.8.2:80 -r 10.99.9.21:80 -g -w 0", "TCP 10.99.8.2:80 wrr | -> 10.99.9.21:80 0 0 0 0"),
     "u: written before l: on a real= line is not read, so the kernel refuses the real (lower above upper)": (
-        "-a -t 10.99.8.7:80 -r 10.99.9.13:80 -g -w 4", "TCP 10.99.8.7:80 wrr | -> 10.99.9.13:80 10 5 0 0"),
+        "-a -t 10.99.8.7:80 -r 10.99.9.16:80 -g -w 4", "TCP 10.99.8.7:80 wrr | -> 10.99.9.16:80 10 5 0 0"),
 }
 
 
@@ -244,10 +245,10 @@ def test_healthd_and_ldirectord_make_the_same_table(lab: tuple[Lab, Host], tmp_p
 
     # what ldirectord did with the lines at issue, from its own log
     for command in (r"-a -t 10\.99\.8\.1:80 -x 0 -y 0 -r 10\.99\.9\.12:0 -m",  # masq without a port
-                    r"-a -t 10\.99\.8\.7:80 -x 0 -y 5 -r 10\.99\.9\.12:80 -g"):  # refused by the kernel
+                    r"-a -t 10\.99\.8\.7:80 -x 0 -y 5 -r 10\.99\.9\.15:80 -g"):  # refused by the kernel
         assert re.search(f"ipvsadm {command}", ld_log), ld_log[-3000:]
     # healthd logged the refused real with the kernel's reason and ran the rest
-    assert re.search(r"add real 10\.99\.9\.12:80 to TCP 10\.99\.8\.7:80 .*refused by the kernel: "
+    assert re.search(r"add real 10\.99\.9\.15:80 to TCP 10\.99\.8\.7:80 .*refused by the kernel: "
                      r"Numerical result out of range \(ERANGE\)", hd_log), hd_log[-3000:]
 
     print("\nldirectord's table:\n  " + "\n  ".join(ld_running.save))
