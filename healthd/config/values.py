@@ -416,13 +416,24 @@ def smtp_host(value: str) -> Any:
     return noted(m.group(0), target[m.end():])
 
 
+# The schedulers of Linux 6.x (ip_vs_*.ko); any other name is refused by the kernel.
+KERNEL_SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh",
+                     "twos")
+
+
 def scheduler(value: str) -> Any:
-    """ldirectord takes the first run of lowercase letters (the kernel knows whether it exists)."""
+    """ldirectord takes the first run of lowercase letters; the kernel refuses a name it does not know
+    (ENOENT: that virtual service only), which healthd predicts with a note."""
     name, ignored = first_match(r"[a-z]+", value, "expected a scheduler name in lowercase letters, "
                                                   "such as wrr, rr or wlc")
     if len(name) > 15:
         raise Invalid("a scheduler name has at most 15 letters")
-    return noted(name, ignored)
+    read = noted(name, ignored)
+    if name in KERNEL_SCHEDULERS:
+        return read
+    unknown = (f"Linux has no scheduler {name!r} ({', '.join(KERNEL_SCHEDULERS)}): the kernel refuses this "
+               "virtual service, as it refuses ldirectord's ipvsadm -A; the rest of the table is applied")
+    return Noted(name, f"{read.note}; {unknown}" if isinstance(read, Noted) else unknown)
 
 
 def schedflags(value: str) -> tuple[str, ...]:

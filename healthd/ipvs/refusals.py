@@ -45,11 +45,16 @@ def entry_key(op: Operation) -> EntryKey:
     raise TypeError(f"not an IPVS operation: {op!r}")
 
 
-def kernel_reason(error: IPVSError) -> str:
-    """The kernel's words for the error: `Numerical result out of range (ERANGE)`."""
-    if error.errno:
-        return f"{os.strerror(error.errno)} ({errnos.errorcode.get(error.errno, error.errno)})"
-    return str(error)
+def kernel_reason(error: IPVSError, op: Operation | None = None) -> str:
+    """The kernel's words for the error: `Numerical result out of range (ERANGE)`, or the backend's
+    more precise reading of the errno (`the kernel has no scheduler 'x' (ENOENT)`)."""
+    text = str(error)
+    prefix = f"{describe(op)}: " if op is not None else ""
+    detail = text[len(prefix):] if prefix and text.startswith(prefix) else ""
+    if not error.errno:
+        return detail or text
+    name = errnos.errorcode.get(error.errno, str(error.errno))
+    return f"{detail or os.strerror(error.errno)} ({name})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +93,7 @@ class RefusalBook:
         key = entry_key(op)
         now = self._clock()
         old = self._refused.get(key)
-        reason = kernel_reason(error)
+        reason = kernel_reason(error, op)
         if old is None:
             refusal = Refusal(key, op, reason, error.errno, self._wall(), 1, now + self.first)
         else:

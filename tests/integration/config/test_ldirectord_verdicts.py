@@ -47,6 +47,8 @@ CASES = [
     Case("text after virtual", "virtual=127.0.0.1:80 web\n\treal=127.0.0.2:80 gate\n", True, True,
          "'web' after the value"),
     Case("text after scheduler", V + "\tscheduler=rr    \\\\ Kommentar\n", True, True, "after the value"),
+    Case("a scheduler the kernel lacks", V + "\tscheduler=fastest\n", True, True,
+         "the kernel refuses this virtual service"),
     Case("text after service", V + "\tservice=http web\n", True, True, "'web' after the value"),
     Case("text after request", V + '\trequest="index.html" for the check\n', True, True, "after the value"),
     Case("text after receive", V + '\treceive="ok" (the page says ok)\n', True, True, "after the value"),

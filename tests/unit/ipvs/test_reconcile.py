@@ -19,7 +19,7 @@ from healthd.ipvs.model import (
     Service,
     ServiceKey,
 )
-from healthd.ipvs.reconcile import Reconciler
+from healthd.ipvs.reconcile import Reconciler, describe
 from healthd.ipvs.refusals import RefusalBook
 from tests.unit.ipvs.contract import TCP, entry
 
@@ -109,7 +109,7 @@ async def test_a_refused_real_server_costs_only_that_entry_and_is_retried_with_b
     assert set(have[TCP].dests) == {good.key} and set(have[other].dests) == {DestKey("10.0.1.3", 80)}
     [refusal] = rec.refusals.entries()
     assert refusal.sentence() == ("add real 10.0.1.2:80 to TCP 10.0.0.1:80 (gate, weight 1): refused by the "
-                                  "kernel: Numerical result out of range (ERANGE)")
+                                  "kernel: weight or thresholds out of range (ERANGE)")
     assert told == [(refusal.what, True)] and rec.next_retry() == 1.0
     # held back until the back-off expires: a sync now sends nothing for it
     await rec.sync(desired, set(desired))
@@ -151,3 +151,14 @@ async def test_resync_before_any_sync_does_nothing() -> None:
     await table.apply(AddService(Service(TCP)))
     await Reconciler(table).resync()
     assert list(await table.dump()) == [TCP]
+
+
+def test_the_kernel_reason_is_the_backends_reading_of_the_errno() -> None:
+    from healthd.ipvs.model import AddService
+    from healthd.ipvs.refusals import kernel_reason
+
+    op = AddService(Service(TCP, "fastest"))
+    assert kernel_reason(IPVSError(f"{describe(op)}: the kernel has no scheduler 'fastest'", errno.ENOENT),
+                         op) == "the kernel has no scheduler 'fastest' (ENOENT)"
+    assert kernel_reason(IPVSError("netlink: out of range", errno.ERANGE)) == \
+        "Numerical result out of range (ERANGE)"
