@@ -250,9 +250,12 @@ class _Parser:
         except v.Invalid as exc:
             self.error(item.line, f"invalid {item.name} {quote(item.text)}: {exc}")
             return None
+        trouble = v.quote_trouble(value)
         if isinstance(result, v.Noted):
             self.warn(item.line, f"{item.name}: {result.note}: {quote(item.text)}")
-            return result.value
+            result = result.value
+        elif trouble is not None:
+            self.warn(item.line, f"{item.name}: {trouble}: {quote(item.text)}")
         return result
 
     def unknown(self, item: Statement, where: str) -> bool:
