@@ -3,8 +3,11 @@
 Interface used by the engine:
 
     reconciler = Reconciler(backend)
-    await reconciler.sync(desired, managed)   # converge; touches only `managed` services
+    table = await reconciler.dump()           # the kernel's table as it is now (adopted at start)
+    ops = await reconciler.sync(desired, managed)   # converge; touches only `managed` services
     await reconciler.resync()                 # full re-dump + repair of drift
+
+Every operation the kernel refuses is passed to `on_refused` once (the engine publishes it).
 
 `desired` holds the services healthd wants and their destinations; `managed`
 is every ServiceKey healthd owns (desired ones plus any it must remove, e.g.
@@ -25,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-from collections.abc import Awaitable, Callable, Set
+from collections.abc import Awaitable, Callable, Sequence, Set
 
 from healthd.ipvs.backend import AlreadyExists, Backend, IPVSError, NotFound, Unavailable
 from healthd.ipvs.model import (
@@ -41,7 +44,7 @@ from healthd.ipvs.model import (
     Operation,
     ServiceKey,
     Table,
-    describe,
+    describe_op,
 )
 from healthd.ipvs.refusals import Refusal, RefusalBook
 
@@ -86,6 +89,7 @@ def diff(desired: Table, actual: Table, managed: Set[ServiceKey]) -> list[Operat
 
 
 Sleep = Callable[[float], Awaitable[None]]
+OnRefused = Callable[[Operation, IPVSError], None]
 
 # errors of a kernel under stress, retried at once (with the short back-off) before they count as refusals
 TRANSIENT = frozenset({errno.ENOMEM, errno.ENOBUFS, errno.EAGAIN, errno.EINTR, errno.EBUSY})
@@ -95,8 +99,9 @@ class Reconciler:
     """Keeps the managed part of a table equal to the last desired state it was given."""
 
     def __init__(self, backend: Backend, *, attempts: int = 5, backoff: float = 0.1, max_backoff: float = 5.0,
-                 sleep: Sleep = asyncio.sleep) -> None:
+                 sleep: Sleep = asyncio.sleep, on_refused: OnRefused | None = None) -> None:
         self.backend = backend
+        self.on_refused = on_refused
         self.attempts = attempts
         self.backoff = backoff
         self.max_backoff = max_backoff
@@ -109,15 +114,22 @@ class Reconciler:
         self._lock = asyncio.Lock()
         self.last_ops: list[Operation] = []  # what the last convergence applied, for logs and tests
         self.refusals = RefusalBook()  # entries the kernel refused, held back until their retry
-        # told of each refusal (True) and of each refused entry the kernel later accepted (False)
-        self.on_refusal: Callable[[Refusal, bool], None] | None = None
 
-    async def sync(self, desired: Table, managed: Set[ServiceKey]) -> None:
-        """Make the managed services equal to `desired`; raise IPVSError if it cannot converge."""
+    async def dump(self) -> Table:
+        """The whole table as the backend has it now."""
+        return await self.backend.dump()
+
+    async def sync(self, desired: Table, managed: Set[ServiceKey]) -> Sequence[Operation]:
+        """Make the managed services equal to `desired`; the operations applied.
+
+        An entry the kernel refuses is left out (see `refusals`); raises IPVSError only when the
+        table as a whole is out of reach, or keeps changing under us.
+        """
         async with self._lock:
             self._desired = dict(desired)
             self._managed = frozenset(managed) | frozenset(desired)
             await self._converge()
+            return tuple(self.last_ops)
 
     async def resync(self) -> None:
         """Re-dump the table and repair drift against the last desired state."""
@@ -153,17 +165,14 @@ class Reconciler:
         entry = self._desired.get(service)
         return entry is not None and (dest is None or dest in entry.dests)
 
-    def _notify(self, refusal: Refusal, refused: bool) -> None:
-        if refused:
-            log.warning("IPVS: %s; the rest of the table is applied, this entry is tried again later",
-                        refusal.sentence())
-        else:
-            log.info("IPVS: %s: accepted by the kernel now", refusal.what)
-        if self.on_refusal is not None:
+    def _notify(self, refusal: Refusal, error: IPVSError) -> None:
+        log.warning("IPVS: %s; the rest of the table is applied, this entry is tried again later",
+                    refusal.sentence())
+        if self.on_refused is not None:
             try:
-                self.on_refusal(refusal, refused)
+                self.on_refused(refusal.operation, error)
             except Exception:
-                log.exception("on_refusal hook failed")
+                log.exception("on_refused hook failed")
 
     async def _converge(self) -> None:
         self.last_ops = []
@@ -186,7 +195,7 @@ class Reconciler:
                         self._seen.add((op.service, op.dest.key))
                     ended = self.refusals.accepted(op)
                     if ended is not None:
-                        self._notify(ended, False)
+                        log.info("IPVS: %s: accepted by the kernel now", ended.what)
                     continue
                 if isinstance(result, NotFound) and isinstance(op, DeleteService | DeleteDest):
                     continue  # someone else removed it first: that is what we wanted
@@ -204,7 +213,7 @@ class Reconciler:
                     continue
                 refusal, news = self.refusals.refuse(op, result)
                 if news:
-                    self._notify(refusal, True)
+                    self._notify(refusal, result)
                 else:
                     log.debug("IPVS: %s (attempt %d)", refusal.sentence(), refusal.attempts)
             if not again:
@@ -213,4 +222,4 @@ class Reconciler:
                         "(it keeps changing under us)")
 
 
-__all__ = ["Reconciler", "describe", "diff"]
+__all__ = ["Reconciler", "describe_op", "diff"]

@@ -26,7 +26,7 @@ from healthd.ipvs.model import (
     EditService,
     Operation,
     ServiceKey,
-    describe,
+    describe_op,
 )
 
 EntryKey = tuple[ServiceKey, DestKey | None]  # a real server of a service, or (None) the service itself
@@ -49,7 +49,7 @@ def kernel_reason(error: IPVSError, op: Operation | None = None) -> str:
     """The kernel's words for the error: `Numerical result out of range (ERANGE)`, or the backend's
     more precise reading of the errno (`the kernel has no scheduler 'x' (ENOENT)`)."""
     text = str(error)
-    prefix = f"{describe(op)}: " if op is not None else ""
+    prefix = f"{describe_op(op)}: " if op is not None else ""
     detail = text[len(prefix):] if prefix and text.startswith(prefix) else ""
     if not error.errno:
         return detail or text
@@ -69,7 +69,7 @@ class Refusal:
 
     @property
     def what(self) -> str:
-        return describe(self.operation)
+        return describe_op(self.operation)
 
     def sentence(self) -> str:
         """`add real 10.0.0.2:80 to TCP 10.0.0.1:80 (gate, weight 1): refused by the kernel: ...`."""

@@ -15,12 +15,12 @@ from healthd.ipvs.model import (
     DestKey,
     Family,
     Operation,
-    Protocol,
     Service,
     ServiceKey,
 )
-from healthd.ipvs.reconcile import Reconciler, describe
+from healthd.ipvs.reconcile import Reconciler, describe_op
 from healthd.ipvs.refusals import RefusalBook
+from healthd.vocab import ServiceProtocol
 from tests.unit.ipvs.contract import TCP, entry
 
 DESIRED = {TCP: entry(Service(TCP, "wrr"), Dest("10.0.1.1", 80), Dest("10.0.1.2", 80))}
@@ -97,7 +97,7 @@ class Clock:
 async def test_a_refused_real_server_costs_only_that_entry_and_is_retried_with_backoff() -> None:
     """The kernel refuses l:5 without an upper threshold (ERANGE); the rest is applied."""
     good, bad = Dest("10.0.1.1", 80), Dest("10.0.1.2", 80, lower=5)
-    other = ServiceKey(Family.INET, Protocol.TCP, "10.0.0.9", 80)
+    other = ServiceKey(Family.INET, ServiceProtocol.TCP, "10.0.0.9", 80)
     desired = {TCP: entry(Service(TCP, "wrr"), good, bad),
                other: entry(Service(other, "rr"), Dest("10.0.1.3", 80))}
     table, clock, told = MemoryTable(), Clock(), []
@@ -158,7 +158,7 @@ def test_the_kernel_reason_is_the_backends_reading_of_the_errno() -> None:
     from healthd.ipvs.refusals import kernel_reason
 
     op = AddService(Service(TCP, "fastest"))
-    assert kernel_reason(IPVSError(f"{describe(op)}: the kernel has no scheduler 'fastest'", errno.ENOENT),
+    assert kernel_reason(IPVSError(f"{describe_op(op)}: the kernel has no scheduler 'fastest'", errno.ENOENT),
                          op) == "the kernel has no scheduler 'fastest' (ENOENT)"
     assert kernel_reason(IPVSError("netlink: out of range", errno.ERANGE)) == \
         "Numerical result out of range (ERANGE)"
