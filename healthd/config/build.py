@@ -16,6 +16,7 @@ from healthd.checks import services
 from healthd.checks.spec import CheckSpec, CheckType
 from healthd.checks.tls import TLS_SERVICES
 from healthd.config import defaults
+from healthd.config import values as v
 from healthd.config.lexer import quote
 from healthd.config.lookup import Resolver, is_ip, resolve_host, resolve_port
 from healthd.config.model import Config, ConfigIssue, Fallback, GlobalSettings, Real, Virtual
@@ -59,6 +60,14 @@ class _Builder:
         if maintenancedir is not None and not os.path.isdir(maintenancedir):
             self.warn(self.draft.settings["maintenancedir"].line,
                       f"maintenance directory {maintenancedir} does not exist (yet)")
+        logfile = self.global_value("logfile", "/var/log/ldirectord.log")
+        explicit = "logfile" in self.draft.settings and logfile.startswith("/")
+        problem = v.logfile_problem(logfile) if explicit else None
+        if problem is not None:
+            self.warn(self.draft.settings["logfile"].line,
+                      f"cannot open logfile {logfile}: {problem}; {v.LDIRECTORD_WOULD_NOT_START} (except "
+                      "with -d or supervised=yes); healthd logs to the journal or stderr instead: "
+                      f"{quote(self.draft.settings['logfile'].text)}")
         return GlobalSettings(
             checktimeout=self.global_value("checktimeout"),
             negotiatetimeout=self.global_value("negotiatetimeout"),
@@ -70,7 +79,7 @@ class _Builder:
             fallbackcommand=self.global_value("fallbackcommand"),
             autoreload=self.global_value("autoreload", False),
             callback=self.global_value("callback"),
-            logfile=self.global_value("logfile", "/var/log/ldirectord.log"),
+            logfile=logfile,
             execute=tuple(setting.value for setting in self.draft.execute),
             fork=self.global_value("fork", False),
             supervised=self.global_value("supervised", False),
@@ -160,14 +169,19 @@ class _Builder:
             address = self.address(written.host, family, where, "virtual service")
             resolved_port = self.port(HostPort(written.host, written.port), protocol, where,
                                       "virtual service", 0)
-            if resolved_port == 0:
-                self.error(section.line, f"the virtual service's port must be between 1 and 65535: "
-                                         f"{quote(section.text)}")
-            ok = address is not None and bool(resolved_port)
+            # Port 0 is "every port", which IPVS allows for a persistent service only (ipvsadm refuses
+            # the other kind, so ldirectord's virtual never exists).
+            if resolved_port == 0 and "persistent" not in settings:
+                self.error(section.line, "the virtual service's port must be between 1 and 65535 (port 0, "
+                                         f"every port, needs persistent=): {quote(section.text)}")
+            ok = address is not None and resolved_port is not None and (
+                resolved_port > 0 or "persistent" in settings)
             port = resolved_port or 0
-        if get("ops", False) and protocol is not ServiceProtocol.UDP:
-            self.error(settings["ops"].line, f"ops=yes (one-packet scheduling) needs protocol=udp: "
-                                             f"{quote(settings['ops'].text)}")
+        ops = get("ops", False) and protocol is ServiceProtocol.UDP
+        if get("ops", False) and not ops:
+            self.warn(settings["ops"].line, "ops=yes (one-packet scheduling) applies to UDP only: ignored "
+                                            f"for this {protocol.value} service, as ldirectord ignores it: "
+                                            f"{quote(settings['ops'].text)}")
         service = get("service") or (defaults.service_for_port(port) if fwmark is None else "none")
         type_name, checktype, every = get("checktype", ("negotiate", CheckType.NEGOTIATE, 0))
         self.check_the_checks(section, service, port, type_name, checktype)
@@ -180,8 +194,9 @@ class _Builder:
             for real in self.reals(setting, context):
                 key = (real.address, real.port)
                 if key in seen:
-                    self.error(setting.line, f"duplicate real server {real.label} in this virtual "
-                                             f"service (also on line {seen[key]}): {quote(setting.text)}")
+                    self.warn(setting.line, f"duplicate real server {real.label} in this virtual service "
+                                            f"(also on line {seen[key]}): only the first is used "
+                                            f"(ldirectord's second ipvsadm -a fails): {quote(setting.text)}")
                     continue
                 seen[key] = setting.line
                 reals.append(real)
@@ -197,7 +212,7 @@ class _Builder:
         return Virtual(
             family=family, protocol=protocol, address=address, port=port, fwmark=fwmark,
             scheduler=get("scheduler", "wrr"), persistent=get("persistent"), netmask=get("netmask"),
-            schedflags=get("schedflags", ()), ops=get("ops", False), reals=tuple(reals),
+            schedflags=get("schedflags", ()), ops=ops, reals=tuple(reals),
             fallback=fallback,
             fallbackcommand=get("fallbackcommand", self.global_value("fallbackcommand")),
             quiescent=get("quiescent", self.global_value("quiescent", False)),
@@ -270,12 +285,15 @@ class _Builder:
         first = self.address(written.first.host, context.family, setting, "real server")
         last = (self.address(written.last.host, context.family, setting, "real server")
                 if written.last else None)
-        default_port = context.port if context.fwmark is None else 0
-        port = self.port(written.first, context.protocol, setting, "real server", default_port)
+        port = self.port(written.first, context.protocol, setting, "real server", 0)
         if first is None or port is None or (written.last is not None and last is None):
             return []
-        if port == 0 and context.fwmark is None:
-            port = context.port  # ipvsadm gives a real without a port the virtual's port
+        # A real without a port is `-r IP:0` in ldirectord's ipvsadm command: ipvsadm turns that into
+        # the virtual's port for gate and ipip, and keeps 0 for masq (the kernel then sends to the
+        # virtual's port). Real.port is what the table shows; the check goes where traffic goes.
+        if port == 0 and context.fwmark is None and written.forward != "masq":
+            port = context.port
+        check_port = port or (context.port if context.fwmark is None else 0)
         addresses = [first]
         if written.last is not None and last is not None:
             lo, hi = int(ipaddress.IPv4Address(first)), int(ipaddress.IPv4Address(last))
@@ -290,12 +308,12 @@ class _Builder:
                                          f"{quote(setting.text)}")
                 return []
             addresses = [str(ipaddress.IPv4Address(i)) for i in range(lo, hi + 1)]
-        if context.fwmark is None and written.forward != "masq" and port != context.port:
+        if context.fwmark is None and written.forward != "masq" and port and port != context.port:
             self.warn(setting.line, f"{written.forward} cannot map ports: IPVS sends to port "
                                     f"{context.port} of the real server, not {port}; use masq to map ports")
         reals = []
         for address in addresses:
-            check = self.check(address, port, written, setting, context)
+            check = self.check(address, check_port, written, setting, context)
             if check is None:
                 return []
             reals.append(Real(address=address, port=port, forward=Forward(written.forward),

@@ -23,6 +23,7 @@ class Statement:
     name: str
     value: str | None
     text: str  # the line as written, without the comment, for error messages
+    note: str | None = None  # something about how the line was read, for a warning
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +53,12 @@ def quote(text: str, limit: int = 80) -> str:
     return f'"{printable}"'
 
 
+NOT_UTF8 = ("this line is not valid UTF-8 text: read as Latin-1 (ldirectord reads bytes); "
+            "save the file as UTF-8")
+
+
 def split_lines(data: bytes | str) -> list[tuple[int, str | None]]:
-    """(number, text) per line; text is None for a line that is not UTF-8."""
+    """(number, text) per line; text is None for a line that is not UTF-8 (see latin1_lines)."""
     raw = data.splitlines() if isinstance(data, bytes) else None
     if raw is None:
         assert isinstance(data, str)
@@ -69,9 +74,20 @@ def split_lines(data: bytes | str) -> list[tuple[int, str | None]]:
     return out
 
 
-def lex(lines: list[tuple[int, str | None]]) -> list[Statement | BadLine]:
+def latin1_lines(data: bytes | str) -> dict[int, str]:
+    """The lines that are not UTF-8, read as Latin-1 (every byte is a character there)."""
+    if isinstance(data, str):
+        return {}
+    return {n: chunk.decode("latin-1") for n, chunk in enumerate(data.splitlines(), start=1)}
+
+
+def lex(lines: list[tuple[int, str | None]],
+        latin1: dict[int, str] | None = None) -> list[Statement | BadLine]:
     result: list[Statement | BadLine] = []
     for number, text in lines:
+        note = None
+        if text is None and latin1 is not None and number in latin1:
+            text, note = latin1[number], NOT_UTF8
         if text is None:
             result.append(BadLine(number, "", "this line is not valid UTF-8 text"))
             continue
@@ -87,5 +103,5 @@ def lex(lines: list[tuple[int, str | None]]) -> list[Statement | BadLine]:
         if m is None:
             result.append(BadLine(number, stripped, "expected `directive = value`"))
             continue
-        result.append(Statement(number, indented, m.group(1), m.group(2), stripped))
+        result.append(Statement(number, indented, m.group(1), m.group(2), stripped, note))
     return result

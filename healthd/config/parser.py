@@ -15,7 +15,7 @@ from typing import Any
 from healthd.checks.spec import KNOWN_SERVICES, CheckType
 from healthd.config import tls as tls_values
 from healthd.config import values as v
-from healthd.config.lexer import BadLine, Statement, lex, quote, split_lines
+from healthd.config.lexer import BadLine, Statement, latin1_lines, lex, quote, split_lines
 from healthd.config.model import ConfigIssue
 from healthd.config.regex import PerlRegexError, translate
 
@@ -63,40 +63,59 @@ def _plain(fn: Callable[[str], Any]) -> Parse:
     return lambda value, _v6: fn(value)
 
 
-def _checktype(value: str) -> tuple[str, CheckType, int]:
-    if re.fullmatch(r"\d{1,6}", value):
-        return value, CheckType.NEGOTIATE, int(value)
+_CHECKTYPES = ("expected connect, negotiate, ping, external, external-perl, on, off "
+               "or a number of connect checks between two negotiate checks")
+
+
+def _checktype(value: str) -> Any:
+    """ldirectord: the first digits in the value make it a number, else its first word."""
+    number = re.search(r"\d+", value)
+    if number is not None:
+        if len(number.group(0)) > 6:
+            raise v.Invalid(_CHECKTYPES)
+        ignored = (value[: number.start()] + " " + value[number.end():]).strip()
+        return v.noted((number.group(0), CheckType.NEGOTIATE, int(number.group(0))), ignored)
+    name, ignored = v.first_match(r"[\w-]+", value, _CHECKTYPES)
     try:
-        return value, CheckType(value), 0
+        return v.noted((name, CheckType(name), 0), ignored)
     except ValueError:
-        raise v.Invalid("expected connect, negotiate, ping, external, external-perl, on, off "
-                        "or a number of connect checks between two negotiate checks") from None
+        raise v.Invalid(_CHECKTYPES) from None
 
 
-def _service(value: str) -> str:
-    if value not in KNOWN_SERVICES:
+def _service(value: str) -> Any:
+    name, ignored = v.word(value, "expected a service name")
+    if name not in KNOWN_SERVICES:
         raise v.Invalid("unknown service: expected one of " + ", ".join(sorted(KNOWN_SERVICES)))
-    return value
+    return v.noted(name, ignored)
 
 
-def _receive(value: str) -> tuple[str, str]:
-    perl = v.text(value)
+def _receive(value: str) -> Any:
+    read = v.quoted_text(value)
+    perl = read.value if isinstance(read, v.Noted) else read
     try:
-        return perl, translate(perl)
+        pair = (perl, translate(perl))
     except PerlRegexError as exc:
         raise v.Invalid(f"receive is a Perl regex that Python cannot use: {exc}") from None
+    return v.Noted(pair, read.note) if isinstance(read, v.Noted) else pair
 
 
-def _httpmethod(value: str) -> str:
-    if value.upper() not in ("GET", "HEAD"):
+def _httpmethod(value: str) -> Any:
+    name, ignored = v.word(value, "expected GET or HEAD")
+    if name.upper() not in ("GET", "HEAD"):
         raise v.Invalid("expected GET or HEAD")
-    return value.upper()
+    return v.noted(name.upper(), ignored)
 
 
-def _protocol(value: str) -> str:
-    if value not in ("tcp", "udp", "fwm"):
+def _protocol(value: str) -> Any:
+    name, ignored = v.word(value, "expected tcp, udp or fwm")
+    if name not in ("tcp", "udp", "fwm"):
         raise v.Invalid("expected tcp, udp or fwm")
-    return value
+    return v.noted(name, ignored)
+
+
+def _free_text(value: str) -> str:
+    """servicename, comment: anything, even nothing (ldirectord takes the rest of the line)."""
+    return v.unquote(value) if value.count('"') == 2 else value
 
 
 def _netmask(value: str, v6: bool) -> str:
@@ -112,14 +131,14 @@ GLOBAL, VIRTUAL, BOTH = "global", "virtual", "both"
 DIRECTIVES: dict[str, tuple[str, Parse]] = {
     # global only
     "autoreload": (GLOBAL, _plain(v.yes_no)),
-    "callback": (GLOBAL, _plain(v.text)),
+    "callback": (GLOBAL, _plain(v.optional_text)),
     "logfile": (GLOBAL, _plain(v.logfile)),
     "execute": (GLOBAL, _plain(v.text)),
     "fork": (GLOBAL, _plain(v.yes_no)),
     "supervised": (GLOBAL, _plain(_supervised)),
     "readdquiescent": (GLOBAL, _plain(v.yes_no)),
     "emailalertfrom": (GLOBAL, _plain(v.raw_text)),
-    "maintenancedir": (GLOBAL, _plain(v.text)),
+    "maintenancedir": (GLOBAL, _plain(v.optional_text)),
     # global, or per virtual to override
     "checktimeout": (BOTH, _plain(v.positive_number)),
     "negotiatetimeout": (BOTH, _plain(v.positive_number)),
@@ -128,11 +147,11 @@ DIRECTIVES: dict[str, tuple[str, Parse]] = {
     "failurecount": (BOTH, _plain(v.positive_int)),
     "fallback": (BOTH, lambda value, _v6: v.fallback_line(value, v6=False)),
     "fallback6": (BOTH, lambda value, _v6: v.fallback_line(value, v6=True)),
-    "fallbackcommand": (BOTH, _plain(v.text)),
+    "fallbackcommand": (BOTH, _plain(v.quoted_text)),
     "quiescent": (BOTH, _plain(v.yes_no)),
     "cleanstop": (BOTH, _plain(v.yes_no)),
     "emailalert": (BOTH, _plain(v.text)),
-    "emailalertfreq": (BOTH, _plain(v.count)),
+    "emailalertfreq": (BOTH, _plain(lambda value: v.count(value, leading=True))),
     "emailalertstatus": (BOTH, _plain(v.email_status)),
     "smtp": (BOTH, _plain(v.smtp_host)),
     # healthd extensions: TLS verification towards the reals (healthd.config.tls)
@@ -144,15 +163,15 @@ DIRECTIVES: dict[str, tuple[str, Parse]] = {
     # per virtual only
     "real": (VIRTUAL, lambda value, v6: v.real_line(value, v6=False)),
     "real6": (VIRTUAL, lambda value, v6: v.real_line(value, v6=True)),
-    "request": (VIRTUAL, _plain(v.text)),
+    "request": (VIRTUAL, _plain(v.quoted_text)),
     "receive": (VIRTUAL, _plain(_receive)),
     "checktype": (VIRTUAL, _plain(_checktype)),
-    "checkcommand": (VIRTUAL, _plain(v.text)),
+    "checkcommand": (VIRTUAL, _plain(v.quoted_text)),
     "checkport": (VIRTUAL, _plain(v.port_number)),
-    "login": (VIRTUAL, _plain(v.text)),
-    "passwd": (VIRTUAL, _plain(v.text)),
-    "database": (VIRTUAL, _plain(v.text)),
-    "secret": (VIRTUAL, _plain(v.text)),
+    "login": (VIRTUAL, _plain(v.quoted_text)),
+    "passwd": (VIRTUAL, _plain(v.quoted_text)),
+    "database": (VIRTUAL, _plain(v.quoted_text)),
+    "secret": (VIRTUAL, _plain(v.quoted_text)),
     "scheduler": (VIRTUAL, _plain(v.scheduler)),
     "persistent": (VIRTUAL, _plain(v.count)),
     "netmask": (VIRTUAL, _netmask),
@@ -162,11 +181,17 @@ DIRECTIVES: dict[str, tuple[str, Parse]] = {
     "service": (VIRTUAL, _plain(_service)),
     "httpmethod": (VIRTUAL, _plain(_httpmethod)),
     "virtualhost": (VIRTUAL, _plain(v.host_name)),
-    "monitorfile": (VIRTUAL, _plain(v.text)),
-    "servicename": (VIRTUAL, _plain(v.text)),
-    "comment": (VIRTUAL, _plain(v.text)),
+    "monitorfile": (VIRTUAL, _plain(v.quoted_text)),
+    "servicename": (VIRTUAL, _plain(_free_text)),
+    "comment": (VIRTUAL, _plain(_free_text)),
     "load": (VIRTUAL, _plain(v.text)),
 }
+
+# Values never shown in a message (check-config output and logs are read by more people than the file).
+SECRET = frozenset({"passwd", "secret"})
+
+# Global directives whose empty value (`callback=""`) ldirectord runs as not set.
+NONE_MEANS_UNSET = frozenset({"callback", "maintenancedir", "fallbackcommand"})
 
 OBSOLETE = {
     "connecttimeout": "connecttimeout is obsolete: use negotiatetimeout (and checktimeout)",
@@ -194,6 +219,8 @@ class _Parser:
             shown = f" {quote(item.text)}" if item.text else ""
             self.error(item.line, f"{item.reason}{shown}")
             return
+        if item.note is not None:
+            self.warn(item.line, item.note)
         if item.name in ("virtual", "virtual6"):
             if item.indented:
                 self.error(item.line, f"{item.name}= starts a new section and must start in column 0: "
@@ -228,11 +255,20 @@ class _Parser:
         value = self.value_of(item, item.name)
         if value is None:
             return None
+        shown = quote(f"{item.name}=(hidden)") if item.name in SECRET else quote(item.text)
         try:
-            return parse(value, v6)
+            result = parse(value, v6)
         except v.Invalid as exc:
-            self.error(item.line, f"invalid {item.name} {quote(item.text)}: {exc}")
+            self.error(item.line, f"invalid {item.name} {shown}: {exc}")
             return None
+        trouble = v.quote_trouble(value)
+        if isinstance(result, v.Noted):
+            note = result.note if item.name not in SECRET else "some text around the value is ignored"
+            self.warn(item.line, f"{item.name}: {note}: {shown}")
+            result = result.value
+        elif trouble is not None:
+            self.warn(item.line, f"{item.name}: {trouble}: {shown}")
+        return result
 
     def unknown(self, item: Statement, where: str) -> bool:
         """Report obsolete/unknown directives; True if the statement was one."""
@@ -259,8 +295,12 @@ class _Parser:
             self.warn(item.line, "a bare `supervised` means supervised = yes; write it that way")
             self.keep(self.draft.settings, item, True)
             return
+        if item.name == "fallbackcommand":
+            parse = _plain(v.optional_text)  # ldirectord runs `fallbackcommand=""` (as no command)
         value = self.parse_value(item, parse, item.name == "fallback6")
         if value is None:
+            if item.name in NONE_MEANS_UNSET and item.value is not None:
+                self.keep(self.draft.settings, item, None)
             return
         if item.name == "execute":
             self.draft.execute.append(Setting(value, item.line, item.text))
@@ -286,6 +326,9 @@ class _Parser:
                 address = virtual_address(value, v6=v6)
             except v.Invalid as exc:
                 self.error(item.line, f"invalid {item.name} {quote(item.text)}: {exc}")
+            if isinstance(address, v.Noted):
+                self.warn(item.line, f"{item.name}: {address.note}: {quote(item.text)}")
+                address = address.value
         self.section = Section(item.line, item.text, v6, address)
         self.draft.sections.append(self.section)
 
@@ -310,6 +353,9 @@ class _Parser:
         if item.name in ("real", "real6"):
             if value.double_colon:
                 self.warn(item.line, f"'::' before the port in {quote(item.text)} is read as ':'")
+            trouble = v.threshold_trouble(value.lower, value.upper)
+            if trouble is not None:
+                self.warn(item.line, f"{trouble}: {quote(item.text)}")
             section.reals.append(Setting(value, item.line, item.text))
             return
         if item.name == "load":
@@ -321,23 +367,47 @@ class _Parser:
         self.keep(section.settings, item, value)
 
 
-def virtual_address(value: str, *, v6: bool) -> VirtualAddress:
-    """`IP:port`, `host:port`, `N` (fwmark); for virtual6: `[v6]:port` or `N`."""
-    if re.fullmatch(r"\d+", value):
-        mark = int(value) if len(value) <= 10 else 0
-        if not 0 < mark < 2**32:
-            raise v.Invalid("a firewall mark is a number between 1 and 4294967295")
-        return VirtualAddress(None, None, mark)
-    hp = v.host_port(value, v6=v6, what="virtual")
-    if not hp.port:
-        raise v.Invalid(f"the virtual service has no port: write {value}:PORT (such as {value}:80), "
+_V4_SERVICE = re.compile(r"(\d+\.\d+\.\d+\.\d+|[0-9A-Za-z._+-]+):([0-9A-Za-z_-]+)")
+_V6_SERVICE = re.compile(r"\[([0-9A-Fa-f:.]+)\]:([0-9A-Za-z_-]+)")
+
+
+def virtual_address(value: str, *, v6: bool) -> VirtualAddress | v.Noted:
+    """`IP:port`, `host:port`, `N` (fwmark); for virtual6: `[v6]:port` or `N`.
+
+    As in ldirectord the address is matched at the start of the value and the rest of the
+    line is ignored (with a warning here); a dotted address without a port is, as there, the
+    firewall mark of its first number (`virtual=192.168.1.1` is fwmark 192), with a warning.
+    """
+    head = value.split()[0] if value.split() else ""
+    if re.fullmatch(r"[0-9A-Fa-f:]+", head) and head.count(":") >= 2:
+        v.host_port(head, v6=v6, what="virtual")  # an IPv6 address without brackets: a clear error
+    m = (v6 and _V6_SERVICE.match(value)) or _V4_SERVICE.match(value)
+    if m:
+        hp = v.host_port(m.group(0), v6=v6, what="virtual")
+        return v.noted(VirtualAddress(hp.host, hp.port, None), value[m.end():])
+    mark_match = re.match(r"\d+", value)
+    if mark_match is None:
+        v.host_port(head, v6=v6, what="virtual")  # raises the clearest message it has
+        raise v.Invalid(f"the virtual service has no port: write {head}:PORT (such as {head}:80), "
                         "or a bare number for a firewall mark")
-    return VirtualAddress(hp.host, hp.port, None)
+    digits = mark_match.group(0)
+    mark = int(digits) if len(digits) <= 10 else 0
+    if not 0 < mark < 2**32:
+        raise v.Invalid("a firewall mark is a number between 1 and 4294967295")
+    rest = value[mark_match.end():]
+    address = VirtualAddress(None, None, mark)
+    if re.match(r"\.\d", rest):
+        return v.Noted(address, f"the virtual service has no port, so ldirectord (and healthd) read it as "
+                                f"firewall mark {mark}: write {head}:PORT (such as {head}:80) for an "
+                                "address and port")
+    return v.noted(address, rest)
 
 
 def parse(data: bytes | str, path: str) -> Draft:
     """Text or bytes of a whole file -> Draft (with errors and warnings, never an exception)."""
     parser = _Parser(path)
-    for item in lex(split_lines(data)):
+    lines = split_lines(data)
+    latin1 = latin1_lines(data) if any(text is None for _, text in lines) else None
+    for item in lex(lines, latin1):
         parser.feed(item)
     return parser.draft

@@ -7,8 +7,10 @@ the caller adds FILE:LINE and the offending text.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from dataclasses import dataclass
+from typing import Any
 
 FORWARDS = ("gate", "masq", "ipip")
 _HOST = r"[A-Za-z0-9_](?:[A-Za-z0-9._-]*[A-Za-z0-9_])?"
@@ -21,6 +23,55 @@ class Invalid(ValueError):
     """A value that does not parse; str(exc) is the explanation."""
 
 
+@dataclass(frozen=True, slots=True)
+class Noted:
+    """A value read the way ldirectord reads it, and what the operator should know about that.
+
+    ldirectord matches most values with unanchored regexes, so text around the value is
+    ignored rather than refused; healthd reads the same value and warns (the parser adds
+    FILE:LINE).
+    """
+
+    value: Any
+    note: str
+
+
+def _ignored(rest: str) -> str:
+    return f"the text '{rest.strip()[:40]}' after the value is ignored, as ldirectord ignores it"
+
+
+def first_match(pattern: str, value: str, what: str) -> tuple[str, str]:
+    """The first match of `pattern` in `value` (ldirectord's unanchored reading) and the text
+    around it that is ignored; Invalid when there is none."""
+    m = re.search(pattern, value)
+    if m is None:
+        raise Invalid(what)
+    return m.group(0), (value[: m.start()] + " " + value[m.end():]).strip()
+
+
+def noted(value: Any, ignored: str) -> Any:
+    """`value`, wrapped in a Noted when some text around it was ignored."""
+    if not ignored.strip().strip('"').strip():
+        return value
+    return Noted(value, _ignored(ignored))
+
+
+QUOTE_LOOKALIKES = "\u201c\u201d\u201e\u201f\u2033\uff02"
+
+
+def quote_trouble(value: str) -> str | None:
+    """Why the quoting of a value looks wrong, or None: typographic quotes (a word processor's
+    \u201c...\u201d), or an unbalanced ASCII double quote."""
+    lookalikes = sorted({ch for ch in value if ch in QUOTE_LOOKALIKES})
+    if lookalikes:
+        shown = " ".join(lookalikes)
+        return (f"the value contains typographic quotes ({shown}), which are not double quotes: they "
+                "become part of the value (ldirectord refuses this line); write \"...\" instead")
+    if value.count('"') % 2:
+        return "the value has an unbalanced double quote"
+    return None
+
+
 def unquote(value: str) -> str:
     """`"text"` -> `text`; unquoted values are taken as written."""
     if value.startswith('"'):
@@ -31,6 +82,32 @@ def unquote(value: str) -> str:
             raise Invalid(f"unexpected text after the closing quote: {value[end + 1:].strip()!r}")
         return value[1:end]
     return value
+
+
+def quoted_text(value: str) -> Any:
+    """A non-empty string as ldirectord reads `request=` and `receive=`: from the first double
+    quote to the last one on the line, the rest of the line ignored (a Noted then); unquoted
+    values are taken as written (ldirectord refuses them)."""
+    if not value.startswith('"'):
+        result = value
+        trailing = ""
+    else:
+        end = value.rfind('"')
+        if end == 0:
+            raise Invalid("the closing double quote is missing")
+        result, trailing = value[1:end], value[end + 1 :]
+    if not result:
+        raise Invalid("the value is empty")
+    trouble = quote_trouble(value)
+    if trouble is not None and not (trouble.startswith("the value has an unbalanced") and trailing):
+        return Noted(result, trouble)
+    return noted(result, trailing)
+
+
+def optional_text(value: str) -> Any:
+    """A string that may be empty (`""` means none: None, with a note), quotes optional."""
+    result = unquote(value)
+    return result if result else Noted(None, "the value is empty: read as not set")
 
 
 def text(value: str) -> str:
@@ -54,30 +131,48 @@ def yes_no(value: str) -> bool:
     return value == "yes"
 
 
-def positive_number(value: str) -> float:
-    """Seconds: a positive integer or decimal."""
-    if not re.fullmatch(r"\d+(\.\d+)?", value) or float(value) <= 0 or float(value) > 86400 * 365:
-        raise Invalid("expected a positive number of seconds")
-    return float(value)
+def _digits(value: str, message: str, *, leading: bool = False) -> tuple[str, str]:
+    """ldirectord's reading of a number: the first run of digits in the value (`(\\d+)`), or
+    only a leading one (`emailalertfreq`); the digits and the text ignored around them."""
+    digits, ignored = first_match(r"^\d+" if leading else r"\d+", value.strip().strip('"'), message)
+    return digits, ignored
 
 
-def positive_int(value: str) -> int:
-    if not re.fullmatch(r"\d{1,9}", value) or int(value) <= 0:
+def positive_number(value: str) -> Any:
+    """Seconds: a positive integer or decimal (ldirectord: the first digits in the value)."""
+    message = "expected a positive number of seconds"
+    if re.fullmatch(r"\d+(\.\d+)?", value):
+        number = float(value)
+        ignored = ""
+    else:
+        digits, ignored = _digits(value, message)
+        number = float(digits) if len(digits) < 12 else 0.0
+    if number <= 0 or number > 86400 * 365:
+        raise Invalid(message)
+    return noted(number, ignored)
+
+
+def positive_int(value: str) -> Any:
+    digits, ignored = _digits(value, "expected a positive whole number")
+    if len(digits) > 9 or int(digits) <= 0:
         raise Invalid("expected a positive whole number")
-    return int(value)
+    return noted(int(digits), ignored)
 
 
-def count(value: str) -> int:
+def count(value: str, *, leading: bool = False) -> Any:
     """A whole number, zero allowed."""
-    if not re.fullmatch(r"\d{1,10}", value):
+    digits, ignored = _digits(value, "expected a whole number (0 or more)", leading=leading)
+    if len(digits) > 10:
         raise Invalid("expected a whole number (0 or more)")
-    return int(value)
+    return noted(int(digits), ignored)
 
 
-def port_number(value: str) -> int:
-    if not re.fullmatch(r"\d{1,5}", value) or not 0 < int(value) < 65536:
-        raise Invalid("expected a port number between 1 and 65535")
-    return int(value)
+def port_number(value: str) -> Any:
+    message = "expected a port number between 1 and 65535"
+    digits, ignored = _digits(value, message)
+    if len(digits) > 5 or not 0 < int(digits) < 65536:
+        raise Invalid(message)
+    return noted(int(digits), ignored)
 
 
 def ipv4_netmask(value: str) -> str:
@@ -147,8 +242,14 @@ _REAL_ADDRESS_V4 = re.compile(rf"({_HOST})(?:->({_HOST}))?(?:(::?)({_PORT}))?")
 _PAIR = re.compile(r'"([^"]*)"\s*,?\s*"([^"]*)"')
 
 
-def real_line(value: str, *, v6: bool) -> RealLine:
-    """`HOST[->HOST][:PORT] gate|masq|ipip [WEIGHT] ["request", "receive"] [l:N] [u:N]`."""
+def real_line(value: str, *, v6: bool) -> RealLine | Noted:
+    """`HOST[->HOST][:PORT] gate|masq|ipip [WEIGHT] ["request", "receive"] [l:N] [u:N]`.
+
+    Read as ldirectord reads it: it searches for each part in turn, so a word it does not
+    know is ignored when a known part follows it (`gate -w 2` has weight 2) and refused
+    when nothing known follows. healthd does the same and warns about what it ignored
+    (nothing for `-w`, ipvsadm's weight option).
+    """
     value = value.strip()
     parts = value.split(None, 1)
     head = parts[0] if parts else ""
@@ -161,15 +262,18 @@ def real_line(value: str, *, v6: bool) -> RealLine:
     if forward not in FORWARDS:
         raise Invalid(f"unknown forwarding method {forward!r}: expected gate, masq or ipip")
     rest = words[1] if len(words) > 1 else ""
-    weight = 1
-    m = re.match(r"(\d+)(?=\s|$)", rest)
-    if m:
-        if len(m.group(1)) > 9 or int(m.group(1)) > 65535:
-            raise Invalid("the weight must be between 0 and 65535")
-        weight = int(m.group(1))
-        rest = rest[m.end() :].strip()
+    weight: int | None = None
     request = receive = None
     lower = upper = 0
+    seen_upper = False
+    pending: list[str] = []  # unknown words: ignored if a known part follows, else refused
+    ignored: list[str] = []
+    notes: list[str] = []
+
+    def known() -> None:
+        ignored.extend(w for w in pending if w not in ("-w", "--weight"))
+        pending.clear()
+
     while rest:
         if rest.startswith('"'):
             if request is not None:
@@ -177,21 +281,48 @@ def real_line(value: str, *, v6: bool) -> RealLine:
             m = _PAIR.match(rest)
             if m is None:
                 raise Invalid('expected a quoted pair "request", "receive"')
+            known()
             request, receive = m.group(1), m.group(2)
             rest = rest[m.end() :].strip()
             continue
-        m = re.match(r"([lu]):(\d{1,9})(?=\s|$)", rest)
-        if m is None:
-            raise Invalid(f"unexpected text {rest[:40]!r}: expected a weight, "
-                          '"request", "receive", l:N or u:N')
-        if m.group(1) == "l":
-            lower = int(m.group(2))
+        token, _, rest = rest.partition(" ")
+        rest = rest.strip()
+        threshold = re.fullmatch(r"([lu]):(\d{1,9})", token)
+        if weight is None and re.fullmatch(r"\d+", token):
+            if len(token) > 9 or int(token) > 65535:
+                raise Invalid("the weight must be between 0 and 65535")
+            known()
+            weight = int(token)
+        elif threshold is not None:
+            known()
+            if threshold.group(1) == "l":
+                lower = int(threshold.group(2))
+                if seen_upper:
+                    notes.append("ldirectord reads no u: written before l: (its table then has no "
+                                  "upper threshold); healthd reads both")
+            else:
+                upper = int(threshold.group(2))
+                seen_upper = True
         else:
-            upper = int(m.group(2))
-        rest = rest[m.end() :].strip()
-    if lower and upper and lower > upper:
-        raise Invalid(f"the lower threshold l:{lower} is above the upper threshold u:{upper}")
-    return RealLine(first, last, forward, weight, request, receive, lower, upper, double_colon)
+            pending.append(token)
+    if pending:
+        raise Invalid(f"unexpected text {' '.join(pending)[:40]!r}: expected a weight, "
+                      '"request", "receive", l:N or u:N')
+    if ignored:
+        notes.append(f"the text '{' '.join(ignored)[:40]}' is ignored, as ldirectord ignores it")
+    line = RealLine(first, last, forward, 1 if weight is None else weight, request, receive,
+                    lower, upper, double_colon)
+    return Noted(line, "; ".join(notes)) if notes else line
+
+
+def threshold_trouble(lower: int, upper: int) -> str | None:
+    """Why the kernel refuses these connection thresholds (ERANGE), or None: the lower one must
+    not be above the upper one, and no upper threshold (0) counts as 0 there."""
+    if lower and lower > upper:
+        above = f"the upper threshold u:{upper}" if upper else "the upper threshold, which is unset (0)"
+        return (f"the lower threshold l:{lower} is above {above}: the kernel refuses this real "
+                "server (ERANGE); the rest of the table is applied")
+    return None
 
 
 def _real_address(head: str, *, v6: bool) -> tuple[HostPort, HostPort | None, bool]:
@@ -255,6 +386,20 @@ _FACILITIES = {
 }
 
 
+# check-config exits 1 on a warning that says this: ldirectord would not start with the file.
+LDIRECTORD_WOULD_NOT_START = "ldirectord refuses to start with this logfile"
+
+
+def logfile_problem(path: str) -> str | None:
+    """Why a logfile path cannot be opened for appending, as far as a dry run can tell."""
+    directory = os.path.dirname(path) or "/"
+    if not os.path.isdir(directory):
+        return f"its directory {directory} does not exist"
+    if os.path.isdir(path):
+        return "it is a directory"
+    return None
+
+
 def logfile(value: str) -> str:
     target = text(value)
     if not target.startswith("/") and target not in _FACILITIES:
@@ -262,17 +407,33 @@ def logfile(value: str) -> str:
     return target
 
 
-def smtp_host(value: str) -> str:
-    target = unquote(value)
-    if not re.fullmatch(r"[0-9A-Za-z._+:\[\]-]+", target):
+def smtp_host(value: str) -> Any:
+    """ldirectord takes the leading host characters and ignores the rest of the line."""
+    target = unquote(value) if value.count('"') == 2 else value
+    m = re.match(r"\[[0-9A-Fa-f:.]+\](?::\d+)?|[0-9A-Za-z._+:-]+", target)
+    if m is None:
         raise Invalid("expected the SMTP server's host name or address")
-    return target
+    return noted(m.group(0), target[m.end():])
 
 
-def scheduler(value: str) -> str:
-    if not re.fullmatch(r"[a-z]{1,15}", value):
-        raise Invalid("expected a scheduler name in lowercase letters, such as wrr, rr or wlc")
-    return value
+# The schedulers of Linux 6.x (ip_vs_*.ko); any other name is refused by the kernel.
+KERNEL_SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh",
+                     "twos")
+
+
+def scheduler(value: str) -> Any:
+    """ldirectord takes the first run of lowercase letters; the kernel refuses a name it does not know
+    (ENOENT: that virtual service only), which healthd predicts with a note."""
+    name, ignored = first_match(r"[a-z]+", value, "expected a scheduler name in lowercase letters, "
+                                                  "such as wrr, rr or wlc")
+    if len(name) > 15:
+        raise Invalid("a scheduler name has at most 15 letters")
+    read = noted(name, ignored)
+    if name in KERNEL_SCHEDULERS:
+        return read
+    unknown = (f"Linux has no scheduler {name!r} ({', '.join(KERNEL_SCHEDULERS)}): the kernel refuses this "
+               "virtual service, as it refuses ldirectord's ipvsadm -A; the rest of the table is applied")
+    return Noted(name, f"{read.note}; {unknown}" if isinstance(read, Noted) else unknown)
 
 
 def schedflags(value: str) -> tuple[str, ...]:
@@ -282,9 +443,15 @@ def schedflags(value: str) -> tuple[str, ...]:
     return flags
 
 
-def host_name(value: str) -> str:
-    """A bare or quoted host name (virtualhost)."""
-    name = unquote(value)
-    if not name or not re.fullmatch(r"[A-Za-z0-9._:\[\]-]+", name):
+def host_name(value: str) -> Any:
+    """A bare or quoted host name (virtualhost); ldirectord reads up to a double quote."""
+    name = value.strip('"') if value.count('"') <= 2 else unquote(value)
+    m = re.match(r"[A-Za-z0-9._:\[\]-]+", name)
+    if m is None:
         raise Invalid("expected a host name")
-    return name
+    return noted(m.group(0), name[m.end():])
+
+
+def word(value: str, what: str) -> tuple[str, str]:
+    """ldirectord's `(\\w+)`: the first word of the value, and the ignored rest."""
+    return first_match(r"\w+", value, what)

@@ -75,11 +75,17 @@ Loader = Callable[[str], Config]
 
 
 def summary(snapshot: Snapshot) -> str:
-    """The one-line STATUS for systemd: "5/6 reals up in 2 virtual services"."""
+    """The one-line STATUS for systemd: "5/6 reals up in 2 virtual services", and what the kernel refused."""
     up, reals = reals_up(snapshot)
     count = len(snapshot.virtuals)
     noun = "virtual service" if count == 1 else "virtual services"
-    return f"{up}/{reals} reals up in {count} {noun}"
+    line = f"{up}/{reals} reals up in {count} {noun}"
+    if snapshot.refused:
+        # one refusal is named in full (the usual case: one bad line); more are counted
+        refused = snapshot.refused
+        line += (f"; IPVS {refused[0]}" if len(refused) == 1
+                 else f"; {len(refused)} IPVS entries refused by the kernel (healthd status lists them)")
+    return line
 
 
 class FileWatch:

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from healthd.config.model import Config
+from healthd.config.model import Config, Virtual
 from healthd.engine import events
 from healthd.ipvs.model import describe_op
 from healthd.vocab import State
@@ -182,6 +182,18 @@ def state_change(virtual: str, real: str, check: str, up: bool, detail: str, fir
     )
 
 
+def fallback_sentence(virtual: Virtual, active: bool) -> str:
+    """What an operator reads when no real of a virtual can take traffic, or one can again: the
+    fallback server is named only when the virtual has one (its own, or the global one)."""
+    if active:
+        if virtual.fallback is not None:
+            return f"no real server of {virtual.label} is up: the fallback server takes the traffic"
+        return f"no real server of {virtual.label} is up, and it has no fallback server: it gets no traffic"
+    if virtual.fallback is not None:
+        return f"a real server of {virtual.label} is up again: the fallback server is withdrawn"
+    return f"a real server of {virtual.label} is up again"
+
+
 def log_event(event: events.Event) -> None:
     """Log one event with its journald fields; events that are no news for an operator log nothing."""
     match event:
@@ -197,12 +209,9 @@ def log_event(event: events.Event) -> None:
                 real.label, virtual.label, "entered" if on else "left",
                 extra={"VIRTUAL": virtual.label, "REAL": real.label, "MAINTENANCE": "yes" if on else "no"},
             )
-        case events.FallbackChanged(virtual=virtual, active=True):
-            log.warning("no real server of %s is up: the fallback server takes the traffic",
-                        virtual.label, extra={"VIRTUAL": virtual.label, "FALLBACK": "on"})
-        case events.FallbackChanged(virtual=virtual, active=False):
-            log.info("a real server of %s is up again: the fallback server is withdrawn",
-                     virtual.label, extra={"VIRTUAL": virtual.label, "FALLBACK": "off"})
+        case events.FallbackChanged(virtual=virtual, active=active):
+            log.log(logging.WARNING if active else logging.INFO, "%s", fallback_sentence(virtual, active),
+                    extra={"VIRTUAL": virtual.label, "FALLBACK": "on" if active else "off"})
         case events.CommandFinished(virtual=virtual, argv=argv, returncode=code, error=error):
             if error or code not in (0, None):
                 log.warning("fallbackcommand %s for %s failed: %s", " ".join(argv), virtual.label,

@@ -103,7 +103,7 @@ class SyncFailed:
 
 @dataclass(frozen=True, slots=True)
 class OperationRefused:
-    """The kernel refused one IPVS operation (the reconciler retries or reports SyncFailed)."""
+    """The kernel refused one IPVS operation (published once per entry): it is retried with back-off."""
 
     operation: Operation
     error: str

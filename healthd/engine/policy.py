@@ -12,7 +12,8 @@ Rules (ldirectord's, with healthd's fixes):
   reloaded) keeps its kernel weight while its first checks run.
 - `checktype=on` is always up. `checktype=off` is never checked and stays unknown
   forever, which is ldirectord's behaviour: an entry already in the kernel keeps
-  its weight, and healthd never adds one.
+  its weight; otherwise the real counts as down (weight 0 when quiescent, else
+  absent), as ldirectord sets every real it finds missing at start.
 - The fallback server (the virtual's, else the global `fallback`/`fallback6` of
   the virtual's family, port defaulting to the virtual's) is added with its own
   weight when no real of the virtual can take traffic, and removed when one can.
@@ -154,7 +155,11 @@ def plan_virtual(
             if kernel is not None:
                 dests[dkey] = _dest(dkey, real, forward, kernel.weight)
                 alive = alive or kernel.weight > 0
-            elif real.check.type is not CheckType.OFF:
+            elif real.check.type is CheckType.OFF:
+                # ldirectord starts a real it never checks as down: quiesced at weight 0, or absent
+                if virtual.quiescent:
+                    dests[dkey] = _dest(dkey, real, forward, 0, readd=settings.readdquiescent)
+            else:
                 pending = True
     active = not alive and (fallback_was_active or not pending)
     fallback = fallback_of(virtual, settings)

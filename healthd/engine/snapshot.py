@@ -7,7 +7,7 @@ Plain frozen values, built by a pure function; observers read them typed, and
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Set
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +17,7 @@ from healthd.engine.health import HealthBook
 from healthd.engine.policy import dest_port, fallback_dest_key, service_key
 from healthd.engine.scheduler import SchedulerStats
 from healthd.ipvs.model import DestKey, ServiceKey, Table
+from healthd.ipvs.refusals import Refusal
 from healthd.vocab import State
 
 
@@ -33,6 +34,7 @@ class RealStatus:
     last_detail: str
     last_latency: float | None  # seconds
     last_at: float | None  # wall clock of the last verdict
+    refused: str = ""  # the kernel's reason when it refused this real's entry (then not in the table)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +55,8 @@ class Snapshot:
     last_sync_error: str | None
     scheduler: SchedulerStats
     virtuals: tuple[VirtualStatus, ...]
+    # each IPVS operation the kernel refused, in words, with its reason: retried with back-off
+    refused: tuple[str, ...] = ()
 
 
 def build_snapshot(
@@ -66,7 +70,9 @@ def build_snapshot(
     last_sync_error: str | None,
     scheduler: SchedulerStats,
     at: float,
+    refused: Sequence[Refusal] = (),
 ) -> Snapshot:
+    refused_dests = {r.key: r.reason for r in refused if r.key[1] is not None}
     virtuals = []
     for virtual in config.virtuals:
         key = service_key(virtual)
@@ -90,6 +96,7 @@ def build_snapshot(
                     last_detail=last.detail if last is not None else "",
                     last_latency=last.latency if last is not None else None,
                     last_at=rec.last_at if rec is not None and last is not None else None,
+                    refused=refused_dests.get((key, dkey), ""),
                 )
             )
         fkey = fallback_dest_key(virtual, config.settings)
@@ -105,7 +112,8 @@ def build_snapshot(
                 reals=tuple(reals),
             )
         )
-    return Snapshot(at, config.path, first_round_done, last_sync_error, scheduler, tuple(virtuals))
+    return Snapshot(at, config.path, first_round_done, last_sync_error, scheduler, tuple(virtuals),
+                    tuple(r.sentence() for r in refused))
 
 
 def reals_up(snapshot: Snapshot) -> tuple[int, int]:

@@ -7,7 +7,7 @@ Interface used by the engine:
     ops = await reconciler.sync(desired, managed)   # converge; touches only `managed` services
     await reconciler.resync()                 # full re-dump + repair of drift
 
-Every operation the kernel refuses is passed to `on_refused` (the engine publishes it).
+Every operation the kernel refuses is passed to `on_refused` once (the engine publishes it).
 
 `desired` holds the services healthd wants and their destinations; `managed`
 is every ServiceKey healthd owns (desired ones plus any it must remove, e.g.
@@ -15,15 +15,22 @@ after a reload dropped a virtual). Services outside `managed` are never touched.
 
 Changing a service's settings edits it in place (IPVS "set"): deleting and re-adding a live
 service would drop every connection through it.
+
+An operation the kernel refuses (a lower threshold above the upper one: ERANGE; a scheduler
+the kernel lacks) costs only its entry: the rest of the table is applied, the refusal is
+logged with the kernel's reason and kept in `refusals` (for status), and the entry is tried
+again with back-off at later syncs (`next_retry()` says when one is due). Only a refusal of
+the whole table (no permission, no IPVS) is raised.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 from collections.abc import Awaitable, Callable, Sequence, Set
 
-from healthd.ipvs.backend import AlreadyExists, Backend, IPVSError, NotFound
+from healthd.ipvs.backend import AlreadyExists, Backend, IPVSError, NotFound, Unavailable
 from healthd.ipvs.model import (
     AddDest,
     AddService,
@@ -39,6 +46,7 @@ from healthd.ipvs.model import (
     Table,
     describe_op,
 )
+from healthd.ipvs.refusals import Refusal, RefusalBook
 
 log = logging.getLogger("healthd.ipvs")
 
@@ -83,6 +91,9 @@ def diff(desired: Table, actual: Table, managed: Set[ServiceKey]) -> list[Operat
 Sleep = Callable[[float], Awaitable[None]]
 OnRefused = Callable[[Operation, IPVSError], None]
 
+# errors of a kernel under stress, retried at once (with the short back-off) before they count as refusals
+TRANSIENT = frozenset({errno.ENOMEM, errno.ENOBUFS, errno.EAGAIN, errno.EINTR, errno.EBUSY})
+
 
 class Reconciler:
     """Keeps the managed part of a table equal to the last desired state it was given."""
@@ -102,6 +113,7 @@ class Reconciler:
         self._seen: set[tuple[ServiceKey, DestKey]] = set()
         self._lock = asyncio.Lock()
         self.last_ops: list[Operation] = []  # what the last convergence applied, for logs and tests
+        self.refusals = RefusalBook()  # entries the kernel refused, held back until their retry
 
     async def dump(self) -> Table:
         """The whole table as the backend has it now."""
@@ -110,7 +122,8 @@ class Reconciler:
     async def sync(self, desired: Table, managed: Set[ServiceKey]) -> Sequence[Operation]:
         """Make the managed services equal to `desired`; the operations applied.
 
-        Raises IPVSError if it cannot converge.
+        An entry the kernel refuses is left out (see `refusals`); raises IPVSError only when the
+        table as a whole is out of reach, or keeps changing under us.
         """
         async with self._lock:
             self._desired = dict(desired)
@@ -143,42 +156,68 @@ class Reconciler:
                     seen.add((key, dkey))
         self._seen = seen
 
+    def next_retry(self) -> float | None:
+        """Seconds until a refused entry is due for another try (sync again then); None if none is."""
+        return self.refusals.next_retry()
+
+    def _wanted(self, key: tuple[ServiceKey, DestKey | None]) -> bool:
+        service, dest = key
+        entry = self._desired.get(service)
+        return entry is not None and (dest is None or dest in entry.dests)
+
+    def _notify(self, refusal: Refusal, error: IPVSError) -> None:
+        log.warning("IPVS: %s; the rest of the table is applied, this entry is tried again later",
+                    refusal.sentence())
+        if self.on_refused is not None:
+            try:
+                self.on_refused(refusal.operation, error)
+            except Exception:
+                log.exception("on_refused hook failed")
+
     async def _converge(self) -> None:
         self.last_ops = []
-        error: IPVSError | None = None
+        self.refusals.keep_only(self._wanted)
         for attempt in range(self.attempts):
             if attempt:
                 await self._sleep(min(self.max_backoff, self.backoff * 2 ** (attempt - 1)))
             actual = await self.backend.dump()
             self._remember(actual)
             ops = diff(self._effective(actual), actual, self._managed)
+            ops = [op for op in ops if not self.refusals.held(op)]
             if not ops:
                 return
             results = await self.backend.apply_all(ops)
             again = False
-            error = None
             for op, result in zip(ops, results, strict=True):
                 if result is None:
                     self.last_ops.append(op)
                     if isinstance(op, AddDest | EditDest) and not op.dest.readd and op.dest.weight == 0:
                         self._seen.add((op.service, op.dest.key))
+                    ended = self.refusals.accepted(op)
+                    if ended is not None:
+                        log.info("IPVS: %s: accepted by the kernel now", ended.what)
                     continue
                 if isinstance(result, NotFound) and isinstance(op, DeleteService | DeleteDest):
                     continue  # someone else removed it first: that is what we wanted
+                if isinstance(result, NotFound) and self.refusals.held(op):
+                    continue  # its service was refused just before: it waits with it
                 if isinstance(result, AlreadyExists | NotFound):
                     again = True  # a race with another writer: the next dump shows what is there
                     log.info("IPVS changed under us: %s", result)
                     continue
-                log.warning("IPVS: %s", result)
-                if self.on_refused is not None:
-                    self.on_refused(op, result)
-                error = result
-                again = True
+                if isinstance(result, Unavailable) or result.errno in (errno.EPERM, errno.EACCES):
+                    raise result  # not this entry: the whole table is out of reach
+                if result.errno in TRANSIENT and attempt < self.attempts - 1:
+                    again = True  # the kernel under stress: try again soon, with the whole table
+                    log.info("IPVS: %s (will retry)", result)
+                    continue
+                refusal, news = self.refusals.refuse(op, result)
+                if news:
+                    self._notify(refusal, result)
+                else:
+                    log.debug("IPVS: %s (attempt %d)", refusal.sentence(), refusal.attempts)
             if not again:
                 return
-        if error is not None:
-            raise IPVSError(f"IPVS table did not converge after {self.attempts} attempts; "
-                            f"last error: {error}", error.errno)
         raise IPVSError(f"IPVS table did not converge after {self.attempts} attempts "
                         "(it keeps changing under us)")
 

@@ -177,7 +177,8 @@ async def test_broken_reload_changes_nothing_in_the_table(tmp_path: Path, farm: 
     async with Running(path, table) as daemon:
         before = members(await table.dump())
         table.ops.clear()
-        path.write_text("virtual=127.0.0.100\n\treal=127.0.1.1:80 gate\nchecktimeout=-1\n")
+        # a file ldirectord refuses too (an unknown forwarding method, a zero timeout)
+        path.write_text("virtual=127.0.0.100:80\n\treal=127.0.1.1:80 route\nchecktimeout=0\n")
         assert await daemon.reload() is False
         await asyncio.sleep(1.5)  # a full check interval under the old config
         assert table.ops == []

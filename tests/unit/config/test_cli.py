@@ -51,12 +51,12 @@ def test_secrets_are_not_printed(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 def test_invalid_file_lists_every_problem_and_exits_1(tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
-    path = write(tmp_path, "timeout=1\nvirtual=127.0.0.1\n\treal=127.0.0.2:80 gate\nbogus=1\n")
+    path = write(tmp_path, "timeout=1\nvirtual=127.0.0.1:80\n\treal=127.0.0.2:80 route\nbogus=1\n")
     assert main([path]) == 1
     captured = capsys.readouterr()
     assert captured.out == ""
     lines = captured.err.splitlines()
-    assert [line.split(": ")[0] for line in lines[:3]] == [f"{path}:1", f"{path}:2", f"{path}:4"]
+    assert [line.split(": ")[0] for line in lines[:3]] == [f"{path}:1", f"{path}:3", f"{path}:4"]
     assert lines[-1] == "healthd check-config: 3 problems found"
 
 

@@ -22,7 +22,6 @@ ERRORS = [
     (V + R + "\tbogus=1\n", 3, ["unknown directive 'bogus' in a virtual section"]),
     ("this is not a directive\n", 1, ["expected `directive = value`", '"this is not a directive"']),
     # virtual=
-    ("virtual=192.168.1.1\n", 1, ["no port", "192.168.1.1:PORT", "firewall mark"]),
     ("virtual=[2001:db8::1]:80\n", 1, ["virtual6="]),
     ("virtual6=[2001:db8::1]\n", 1, ["no port"]),
     ("virtual6=2001:db8::1:80\n", 1, ["in brackets"]),
@@ -33,6 +32,7 @@ ERRORS = [
     ("virtual=10.0.0.1:nosuchservice\n" + R, 1, ["unknown port or service name 'nosuchservice'"]),
     ("virtual=nosuchhost.invalid:80\n" + R, 1, ["cannot resolve 'nosuchhost.invalid'"]),
     ("virtual=\n", 1, ["invalid virtual"]),
+    ("virtual=web\n", 1, ["no port", "web:PORT"]),
     (V + R + V + R, 3, ["duplicate virtual service 10.0.0.1:80 tcp", "first defined on line 1"]),
     ("virtual=7\n\treal=10.0.0.2 gate\n\tservice=none\nvirtual=7\n\treal=10.0.0.2 gate\n", 4,
      ["duplicate virtual service fwmark 7"]),
@@ -49,7 +49,6 @@ ERRORS = [
     (V + "\treal=10.0.0.2:80 gate 70000\n", 2, ["weight must be between 0 and 65535"]),
     (V + "\treal=10.0.0.2:80 gate 1 junk\n", 2, ["unexpected text 'junk'"]),
     (V + "\treal=10.0.0.2:80 gate 1 \"only-request\"\n", 2, ['quoted pair "request", "receive"']),
-    (V + "\treal=10.0.0.2:80 gate l:10 u:5\n", 2, ["lower threshold l:10 is above the upper threshold u:5"]),
     (V + "\treal=10.0.0.9->10.0.0.2:80 gate\n", 2, ["runs backwards"]),
     (V + "\treal=10.0.0.0->10.1.0.0:80 gate\n", 2, ["at most 4096"]),
     (V + "\treal=nosuchhost.invalid:80 gate\n", 2, ["cannot resolve 'nosuchhost.invalid'"]),
@@ -62,7 +61,6 @@ ERRORS = [
     ("virtual6=[2001:db8::1]:80\n\treal6=2001:db8::2 gate\n", 2, ["expected [IPv6-address]"]),
     (V + "\treal=2001:db8::2 gate\n", 2, ["expected host[->host][:port]"]),
     ("virtual=10.0.0.1:80\n\treal=v6.test:80 gate\n", 2, ["cannot resolve 'v6.test' to an IPv4 address"]),
-    (V + R + R, 3, ["duplicate real server 10.0.0.2:80", "also on line 2"]),
     (V + "\treal=10.0.0.2:80 gate 1 \"/\", \"(?{1})\"\n", 2, ["embedded Perl code"]),
     # fwmark reals need a port for port-based checks
     ("virtual=5\n\treal=10.0.0.2 gate\n\tchecktype=connect\n", 2, ["has no port", "checkport=N"]),
@@ -70,7 +68,6 @@ ERRORS = [
     # values
     ("checktimeout=0\n", 1, ["positive number of seconds"]),
     ("checktimeout=abc\n", 1, ["positive number of seconds"]),
-    ("negotiatetimeout=-1\n", 1, ["positive number"]),
     ("checkinterval=\n", 1, ["positive number"]),
     ("failurecount=0\n", 1, ["positive whole number"]),
     ("checkcount=x\n", 1, ["positive whole number"]),
@@ -82,7 +79,6 @@ ERRORS = [
     ("emailalertstatus=all,bogus\n", 1, ["unknown alert status 'bogus'"]),
     ("emailalertstatus=none,starting\n", 1, ['"none" cannot be combined']),
     ("emailalertfreq=often\n", 1, ["whole number"]),
-    ("smtp=bad host\n", 1, ["SMTP server"]),
     ("fallback=127.0.0.1:80 route\n", 1, ["unknown forwarding method 'route'"]),
     ("fallback=[::1]:80\n", 1, ["fallback6= form"]),
     ("fallback6=127.0.0.1:80\n", 1, ["[IPv6-address]:port"]),
@@ -101,14 +97,11 @@ ERRORS = [
     (V + R + "\tprotocol=sctp\n", 3, ["expected tcp, udp or fwm"]),
     (V + R + "\tprotocol=fwm\n", 3, ["protocol=fwm needs a firewall-mark virtual"]),
     ("virtual=5\n\treal=10.0.0.2 gate\n\tprotocol=tcp\n", 3, ["needs protocol=fwm"]),
-    (V + R + "\tops=yes\n", 3, ["ops=yes", "needs protocol=udp"]),
     (V + R + "\tops=maybe\n", 3, ["expected yes or no"]),
     (V + R + "\trequest=\"\"\n", 3, ["the value is empty"]),
     (V + R + "\treceive=\"\"\n", 3, ["the value is empty"]),
     (V + R + "\treceive=\"a\\Kb\"\n", 3, [r"\K (keep left)", "Perl regex that Python cannot use"]),
     (V + R + "\treceive=\"(unclosed\"\n", 3, ["not a valid regular expression"]),
-    (V + R + "\treceive=\"x\" trailing\n", 3, ["unexpected text after the closing quote"]),
-    (V + R + "\tvirtualhost=\"bad host\"\n", 3, ["expected a host name"]),
     (V + R + "\tschedflags=Flag!\n", 3, ["scheduler flags"]),
     ("virtual=10.0.0.1:3128\n\treal=10.0.0.2:3128 gate\n", 2,
      ["http_proxy needs an absolute request URL"]),
@@ -127,8 +120,8 @@ def test_error_messages(text: str, line: int, fragments: list[str]) -> None:
 def test_every_malformed_line_is_reported_in_line_order() -> None:
     text = ("checktimeout=zero\n"           # 1
             "timeout=3\n"                   # 2
-            "virtual=10.0.0.1\n"            # 3
-            "\treal=10.0.0.2:80 gate\n"     # 4 (inside the broken section: still checked)
+            "virtual=10.0.0.1:81 x\n"       # 3 (read as 10.0.0.1:81, with a warning)
+            "\treal=10.0.0.2:80 gate\n"     # 4
             "virtual=10.0.0.1:80\n"         # 5
             "\treal=10.0.0.2:80 tunnel\n"   # 6
             "\tchecktype=sometimes\n"       # 7
@@ -137,7 +130,7 @@ def test_every_malformed_line_is_reported_in_line_order() -> None:
             "quiescent=perhaps\n"           # 10
             "\tscheduler=rr\n")             # 11
     lines = [int(p.split(":")[0]) for p in problems(text)]
-    assert lines == [1, 2, 3, 6, 7, 9, 10, 11]
+    assert lines == [1, 2, 6, 7, 9, 10, 11]
 
 
 def test_unsupported_service_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -163,7 +156,7 @@ def test_messages_name_the_file(tmp_path: object) -> None:
     from healthd.config import ConfigError, load
 
     path = Path(str(tmp_path)) / "bad.cf"
-    path.write_text("virtual=10.0.0.1\n")
+    path.write_text("virtual=web\n")
     with pytest.raises(ConfigError) as info:
         load(str(path))
     assert str(info.value).startswith(f"{path}:1: invalid virtual")
@@ -183,13 +176,19 @@ def test_long_and_binary_lines_are_quoted_short_and_printable() -> None:
     assert "\\x01" in found[1]
 
 
-def test_non_utf8_is_reported_but_allowed_in_comments() -> None:
+def test_non_utf8_is_read_as_latin1_with_a_warning() -> None:
     from healthd.config import ConfigError, parse_bytes
 
     from .conftest import fake_resolver
 
     ok = parse_bytes(b"# caf\xe9\nvirtual=10.0.0.1:80\n\treal=10.0.0.2:80 gate\n", "t.cf", fake_resolver)
     assert len(ok.virtuals) == 1
+    latin1 = parse_bytes(b"virtual=10.0.0.1:80\n\treal=10.0.0.2:80 gate\n\tcomment=caf\xe9\n", "t.cf",
+                         fake_resolver)
+    assert latin1.virtuals[0].comment == "caf\u00e9"
+    assert [str(w) for w in latin1.warnings] == [
+        "t.cf:3: this line is not valid UTF-8 text: read as Latin-1 (ldirectord reads bytes); "
+        "save the file as UTF-8"]
     with pytest.raises(ConfigError) as info:
-        parse_bytes(b"virtual=10.0.0.1:80\n\tcomment=caf\xe9\n", "t.cf", fake_resolver)
-    assert str(info.value) == "t.cf:2: this line is not valid UTF-8 text"
+        parse_bytes(b"virtual=10.0.0.1:80\n\tcomment=a\x00b\n", "t.cf", fake_resolver)
+    assert "NUL" in str(info.value)

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from healthd.checks.spec import CheckType
-from healthd.config import Config
+from healthd.config import Config, ConfigError
 
 from .conftest import cfg, one_virtual
 
@@ -51,6 +51,9 @@ REAL_FORMS = [
     ("real=10.0.0.2:80 masq 5", [("10.0.0.2", 80, "masq", 5, 0, 0)]),
     ("real=10.0.0.2:8080 masq 0", [("10.0.0.2", 8080, "masq", 0, 0, 0)]),
     ("real=10.0.0.2 ipip", [("10.0.0.2", 80, "ipip", 1, 0, 0)]),
+    ("real=10.0.0.2 masq", [("10.0.0.2", 0, "masq", 1, 0, 0)]),  # ldirectord's table: 10.0.0.2:0
+    ("real=10.0.0.2 gate -w 3", [("10.0.0.2", 80, "gate", 3, 0, 0)]),
+    ("real=10.0.0.2:80 gate l:5", [("10.0.0.2", 80, "gate", 1, 5, 0)]),
     ("real=10.0.0.2:http gate", [("10.0.0.2", 80, "gate", 1, 0, 0)]),
     ("real = web1.test:80  gate\t3", [("10.0.0.21", 80, "gate", 3, 0, 0)]),
     ("real=localhost:80 masq", [("127.0.0.1", 80, "masq", 1, 0, 0)]),
@@ -326,3 +329,52 @@ def test_warnings_do_not_make_a_config_invalid() -> None:
                      "test.cf:4: '::'", "test.cf:6: scheduler is set again", "test.cf:7: load",
                      "test.cf:8: gate cannot map ports"):
         assert fragment in text
+
+
+# --- ldirectord's reading of loose lines: the same value, and a warning naming the line ------------
+
+LOOSE = [
+    ("virtual=10.0.0.1:80 web\n\treal=10.0.0.2:80 gate\n", lambda c: c.virtuals[0].port == 80, "1: virtual:"),
+    ("virtual=10.0.0.1\n\treal=10.0.0.2 gate\n\tservice=none\n", lambda c: c.virtuals[0].fwmark == 10,
+     "1: virtual: the virtual service has no port"),
+    ("virtual=10.0.0.1:80\n\treal=10.0.0.2:80 gate\n\tscheduler=rr    \\\\ Kommentar\n",
+     lambda c: c.virtuals[0].scheduler == "rr", "3: scheduler: the text '\\\\ Kommentar'"),
+    ("virtual=10.0.0.1:80\n\treal=10.0.0.2:80 gate\n\tservice=http web\n",
+     lambda c: c.virtuals[0].service == "http", "3: service:"),
+    ("virtual=10.0.0.1:80\n\treal=10.0.0.2:80 gate\n\treceive=\"ok\" # or fine\n",
+     lambda c: c.virtuals[0].reals[0].check.receive == "ok", ""),
+    ("virtual=10.0.0.1:80\n\treal=10.0.0.2:80 gate\n\trequest=\"a.html\" please\n",
+     lambda c: c.virtuals[0].reals[0].check.request == "/a.html", "3: request:"),
+    ("virtual=10.0.0.1:80\n\treal=10.0.0.2:80 gate\n\tops=yes\n", lambda c: c.virtuals[0].ops is False,
+     "3: ops=yes (one-packet scheduling) applies to UDP only"),
+    ("fallbackcommand=\"\"\nvirtual=10.0.0.1:80\n\treal=10.0.0.2:80 gate\n",
+     lambda c: c.settings.fallbackcommand is None and c.virtuals[0].fallbackcommand is None,
+     "1: fallbackcommand:"),
+    ("checktimeout=5s\nvirtual=10.0.0.1:80\n\treal=10.0.0.2:80 gate\n",
+     lambda c: c.virtuals[0].reals[0].check.checktimeout == 5.0, "1: checktimeout:"),
+    ("virtual=10.0.0.1:80\n\treal=10.0.0.2:80 gate junk 3\n", lambda c: c.virtuals[0].reals[0].weight == 3,
+     "2: real: the text 'junk' is ignored"),
+    ("virtual=10.0.0.1:80\n\treal=10.0.0.2:80 gate\n\treal=10.0.0.2:80 gate 5\n",
+     lambda c: [r.weight for r in c.virtuals[0].reals] == [1], "3: duplicate real server"),
+    ("virtual=10.0.0.1:80\n\treal=10.0.0.2:80 gate\n\tscheduler=fastest\n",
+     lambda c: c.virtuals[0].scheduler == "fastest", "3: scheduler: Linux has no scheduler 'fastest'"),
+]
+
+
+@pytest.mark.parametrize(("text", "holds", "warning"), LOOSE)
+def test_loose_lines_are_read_as_ldirectord_reads_them(text: str, holds: Any, warning: str) -> None:
+    c = cfg(text)
+    assert holds(c)
+    if warning:
+        assert any(str(w).startswith(f"test.cf:{warning}") for w in c.warnings), [str(w) for w in c.warnings]
+
+
+def test_messages_about_a_passwd_or_secret_line_never_show_it() -> None:
+    c = cfg("virtual=10.0.0.1:1812\n\treal=10.0.0.2:1812 gate\n"
+            "\tpasswd=\"hunter2\" x\n\tsecret=\u201cs3cr3t\u201d\n")
+    text = "\n".join(str(w) for w in c.warnings)
+    assert "test.cf:3: passwd" in text and "test.cf:4: secret" in text
+    assert "hunter2" not in text and "s3cr3t" not in text
+    with pytest.raises(ConfigError) as info:
+        cfg("virtual=10.0.0.1:1812\n\treal=10.0.0.2:1812 gate\n\tpasswd=\"hunter2\n")
+    assert "hunter2" not in str(info.value) and "test.cf:3: invalid passwd" in str(info.value)

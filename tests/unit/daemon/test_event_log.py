@@ -57,11 +57,25 @@ def test_other_events_are_logged(config, caplog) -> None:
     logs.log_event(events.Notice("maintenancedir /x is unreadable"))
     logs.log_event(events.CommandFinished(virtual, ("/bin/fb", "start"), 3, "", None))
     text = [(r.levelname, r.getMessage()) for r in caplog.records]
-    assert ("WARNING", "no real server of 10.0.0.1:80 is up: the fallback server takes the traffic") in text
+    assert ("WARNING", "no real server of 10.0.0.1:80 is up, and it has no fallback server: it gets no "
+                       "traffic") in text
     assert ("ERROR", "cannot update the IPVS table (will retry): netlink: permission denied") in text
     assert ("WARNING", "maintenancedir /x is unreadable") in text
     assert ("WARNING", "fallbackcommand /bin/fb start for 10.0.0.1:80 failed: exit status 3") in text
     assert caplog.records[0].VIRTUAL == "10.0.0.1:80"
+
+
+def test_the_fallback_server_is_named_only_when_there_is_one() -> None:
+    bare = parse_text(CONFIG, "t.cf")
+    with_fallback = parse_text("fallback=10.0.0.9:80\n" + CONFIG, "t.cf")
+    sentences = [logs.fallback_sentence(c.virtuals[0], active)
+                 for c in (bare, with_fallback) for active in (True, False)]
+    assert sentences == [
+        "no real server of 10.0.0.1:80 is up, and it has no fallback server: it gets no traffic",
+        "a real server of 10.0.0.1:80 is up again",
+        "no real server of 10.0.0.1:80 is up: the fallback server takes the traffic",
+        "a real server of 10.0.0.1:80 is up again: the fallback server is withdrawn",
+    ]
 
 
 def test_snapshot_is_plain_json(config) -> None:

@@ -85,7 +85,7 @@ def test_down_quiesced_real_readd_follows_readdquiescent() -> None:
     assert up.table[KEY].dests[DestKey("10.0.0.2", 80)].readd is True
 
 
-def test_checktype_on_is_up_and_off_never_added() -> None:
+def test_checktype_on_is_up_and_off_is_down_unless_the_kernel_has_it() -> None:
     on = real("10.0.0.2", check=spec("10.0.0.2", type=CheckType.ON))
     off = real("10.0.0.3", check=spec("10.0.0.3", type=CheckType.OFF))
     out = desired_table(config(virtual(reals=(on, off))), health_from({}))
@@ -98,6 +98,20 @@ def test_checktype_on_is_up_and_off_never_added() -> None:
     assert weights(out.table) == {"127.0.0.1:80": 1} and out.fallback_active
 
 
+def test_checktype_off_with_quiescent_stays_at_weight_0_beside_the_fallback() -> None:
+    """ldirectord's table: at start it sets every real it finds missing down, which quiesces it."""
+    off = real("10.0.0.3", check=spec("10.0.0.3", type=CheckType.OFF))
+    for readd in (False, True):
+        cfg = config(virtual(reals=(off,), fallback=FALLBACK, quiescent=True), readdquiescent=readd)
+        out = desired_table(cfg, health_from({}))
+        assert weights(out.table) == {"10.0.0.3:80": 0, "127.0.0.1:80": 1} and out.fallback_active
+        assert out.table[KEY].dests[DestKey("10.0.0.3", 80)].readd is readd
+    # an entry the kernel already had keeps its weight, as in ldirectord (it re-adds nothing)
+    cfg = config(virtual(reals=(off,), fallback=FALLBACK, quiescent=True))
+    out = desired_table(cfg, health_from({}), adopted=adopted(("10.0.0.3", 80, 4)))
+    assert weights(out.table) == {"10.0.0.3:80": 4} and not out.fallback_active
+
+
 def test_service_settings_mapped() -> None:
     v = virtual(scheduler="sh", persistent=300, netmask="255.255.255.0", schedflags=("sh-port", "flag-3"),
                 protocol=ServiceProtocol.UDP, port=53, ops=True)
@@ -107,6 +121,18 @@ def test_service_settings_mapped() -> None:
     assert service_of(virtual(netmask="255.255.255.0")).netmask is None  # only with persistence
     v6 = virtual("2001:db8::1", persistent=60, netmask="64")
     assert service_of(v6).key.family is Family.INET6 and service_of(v6).netmask == 64
+
+
+def test_a_masq_real_without_a_port_is_port_0_in_the_table_and_checked_on_the_virtuals_port() -> None:
+    from healthd.config import parse_text
+
+    cfg = parse_text("virtual=10.0.0.1:8080\n\treal=10.0.0.2 masq 2\n\treal=10.0.0.3 gate\n"
+                     "\tservice=http\n", "t.cf")
+    masq, gate = cfg.virtuals[0].reals
+    assert (masq.port, masq.check.port, gate.port, gate.check.port) == (0, 8080, 8080, 8080)
+    out = desired_table(cfg, health_from({masq.check: U, gate.check: U}))
+    key = ServiceKey(Family.INET, ServiceProtocol.TCP, "10.0.0.1", 8080)
+    assert weights(out.table, key) == {"10.0.0.2:0": 2, "10.0.0.3:8080": 1}
 
 
 def test_fwmark_virtual_key_and_ports() -> None:
