@@ -1,7 +1,10 @@
 """Fits healthd.engine.Engine to the daemon: its events become log records, its snapshot plain JSON.
 
 The adapter owns the parts the engine borrows (the check runner and the
-reconciler over the chosen IPVS backend) and releases them on stop.
+reconciler over the chosen IPVS backend) and releases them on stop. It also hands
+every typed event to `observers` (notify hooks, metrics) and counts, through thin
+wrappers, what the engine does not report as events yet (check durations, IPVS
+operations, sync times) into `telemetry`.
 """
 
 from __future__ import annotations
@@ -13,12 +16,14 @@ from typing import Any
 
 from healthd.checks.registry import CheckRunner
 from healthd.config.model import Config
+from healthd.daemon import status
 from healthd.daemon.lifecycle import StateChange
 from healthd.engine import events
 from healthd.engine.engine import Engine
 from healthd.engine.health import State
 from healthd.ipvs.backend import Backend
-from healthd.ipvs.reconcile import Reconciler
+from healthd.web.observe import ObservedReconciler, ObservedRunner, count_transitions
+from healthd.web.telemetry import Telemetry
 
 log = logging.getLogger("healthd")
 
@@ -29,7 +34,10 @@ class EngineAdapter:
     def __init__(self, config: Config, backend: Backend, on_change: Callable[[StateChange], None]) -> None:
         self.runner = CheckRunner()
         self.on_change = on_change
-        self.engine = Engine(config, self.runner, Reconciler(backend), on_event=self._on_event)
+        self.telemetry = Telemetry()
+        self.observers: list[Callable[[events.Event], None]] = [count_transitions(self.telemetry)]
+        self.engine = Engine(config, ObservedRunner(self.runner, self.telemetry),
+                             ObservedReconciler(backend, self.telemetry), on_event=self._on_event)
 
     async def start(self) -> None:
         await self.runner.start()
@@ -56,7 +64,16 @@ class EngineAdapter:
         snap.pop("config", None)  # the daemon reports the path it reads
         return snap
 
+    async def snapshot_document(self) -> dict[str, Any]:
+        """snapshot(), built in slices so that a large table never stalls the checks."""
+        return await status.snapshot_dict(await self.engine.snapshot_sliced())
+
     def _on_event(self, event: events.Event) -> None:
+        for observer in self.observers:
+            try:
+                observer(event)
+            except Exception:
+                log.exception("event observer failed for %r", event)
         match event:
             case events.RealChanged(virtual=virtual, real=real, check=check, old=old, new=new,
                                     outcome=outcome):

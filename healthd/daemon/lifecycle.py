@@ -23,9 +23,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from healthd.config.model import Config, ConfigError
-from healthd.daemon import logs
+from healthd.daemon import logs, status
 from healthd.daemon.control import ControlServer
+from healthd.daemon.notify import NotifyHooks
 from healthd.daemon.systemd import Notifier
+from healthd.web.telemetry import Telemetry
 
 log = logging.getLogger("healthd")
 
@@ -63,6 +65,10 @@ class EngineLike(Protocol):
 
     def snapshot(self) -> dict[str, Any]:
         """{"virtuals": [{"virtual", ..., "reals": [{"real", "weight", "state", ...}]}]}"""
+        ...
+
+    async def snapshot_document(self) -> dict[str, Any]:
+        """snapshot(), built without holding the event loop for long."""
         ...
 
 
@@ -123,6 +129,8 @@ class Daemon:
         ipvs_kind: str = "netlink",
         watch_interval: float = 1.0,
         on_started: Callable[[], None] | None = None,
+        http: tuple[str, int] | None = None,
+        notify: NotifyHooks | None = None,
     ) -> None:
         self.config = config
         self.engine_factory = engine_factory
@@ -138,6 +146,13 @@ class Daemon:
         self.reloaded_at: float | None = None
         self.reload_error: list[str] = []  # FILE:LINE issues of the last failed reload
         self.reloads = 0
+        self.reload_failures = 0
+        self.config_mtime = _mtime(config.path)
+        self.timeline = status.Timeline()
+        self.telemetry = Telemetry()  # replaced by the engine's own when it keeps one
+        self.notify = notify or NotifyHooks()
+        self.http = http
+        self.web: Any = None  # healthd.web.server.WebServer while serving
         self._stop = asyncio.Event()
         self._reload_wanted = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -176,6 +191,10 @@ class Daemon:
             self.config.path, count, "" if count == 1 else "s", self._table_words(),
         )
         self.engine = self.engine_factory(self.config, self._on_state_change)
+        observers = getattr(self.engine, "observers", None)
+        if observers is not None:
+            observers.append(self.notify.on_event)
+        self.telemetry = getattr(self.engine, "telemetry", None) or self.telemetry
         try:
             await self.engine.start()
         except Exception as exc:
@@ -183,12 +202,14 @@ class Daemon:
             self.notifier.stopping(f"failed to start: {exc}")
             return 1
         if self.control_path is not None:
-            self._control = ControlServer(self.control_path, self.status_snapshot)
+            self._control = ControlServer(self.control_path, self.status_document)
             try:
                 await self._control.start()
             except OSError as exc:
                 log.warning("no control socket at %s: %s", self.control_path, exc.strerror or exc)
                 self._control = None
+        if self.http is not None:
+            await self._start_web(*self.http)
         if self.on_started is not None:
             self.on_started()
         self._spawn(self.notifier.run_watchdog())
@@ -198,6 +219,20 @@ class Daemon:
         await self._stop.wait()
         await self._shutdown()
         return 0
+
+    async def _start_web(self, host: str, port: int) -> None:
+        from healthd.web.server import WebServer
+
+        web = WebServer(host, port, self)
+        try:
+            await web.start()
+        except OSError as exc:
+            # The checks matter more than the page: keep running, and say so loudly.
+            log.error("cannot serve the status page on %s:%d: %s; running without it",
+                      host, port, exc.strerror or exc)
+            return
+        self.web = web
+        log.info("status page on %s (metrics: %smetrics)", web.url, web.url)
 
     def _spawn(self, coro: Any) -> None:
         self._tasks.append(asyncio.create_task(coro))
@@ -227,6 +262,9 @@ class Daemon:
                 log.error("error while stopping: %s", exc)
         if self._control is not None:
             await self._control.close()
+        if self.web is not None:
+            await self.web.close()
+        await self.notify.close()
         self.notifier.close()
         log.info("stopped")
 
@@ -234,6 +272,10 @@ class Daemon:
 
     def _on_state_change(self, change: StateChange) -> None:
         logs.state_change(change.virtual, change.real, change.check, change.up, change.detail, change.first)
+        new = "up" if change.up else "down"
+        old = "unknown" if change.first else ("down" if change.up else "up")
+        transition = status.Transition(time.time(), change.virtual, change.real, old, new, change.detail)
+        self.timeline.add(transition)
         if self.ready.is_set() and self.engine is not None and self._status_pending is None:
             # A burst of changes (a switch failing) becomes one STATUS, and one snapshot of the engine.
             loop = asyncio.get_running_loop()
@@ -279,13 +321,13 @@ class Daemon:
                 "reload failed: %d errors in %s; still running the previous configuration",
                 len(self.reload_error), self.config.path,
             )
-            self._reload_done()
+            self._reload_done(ok=False)
             return False
         except OSError as exc:
             self.reload_error = [f"{self.config.path}: {exc.strerror or exc}"]
             log.error("reload failed: cannot read %s: %s; still running the previous configuration",
                       self.config.path, exc.strerror or exc)
-            self._reload_done()
+            self._reload_done(ok=False)
             return False
         logs.MASKER.update(logs.config_secrets(new) + logs.config_secrets(self.config))
         try:
@@ -294,18 +336,21 @@ class Daemon:
             # Not the file's fault: say so, and keep serving with what the engine still has.
             self.reload_error = [f"{self.config.path}: the new configuration could not be applied: {exc}"]
             log.error("reload failed: %s", self.reload_error[0])
-            self._reload_done()
+            self._reload_done(ok=False)
             return False
         self.config = new
         logs.MASKER.update(logs.config_secrets(new))
         self.reload_error = []
         self.reloads += 1
         self.reloaded_at = time.time()
+        self.config_mtime = _mtime(new.path)
         log.info("reloaded %s: %s", new.path, self._status_line())
-        self._reload_done()
+        self._reload_done(ok=True)
         return True
 
-    def _reload_done(self) -> None:
+    def _reload_done(self, ok: bool) -> None:
+        if not ok:
+            self.reload_failures += 1
         # READY=1 ends systemd's "reloading" state; before the first round it would also end
         # start-up too early, so then only the status line changes.
         if self.ready.is_set():
@@ -356,8 +401,15 @@ class Daemon:
     # --- status ------------------------------------------------------------------------
 
     def status_snapshot(self) -> dict[str, Any]:
-        """What `healthd status --json` prints."""
-        engine = self.engine.snapshot() if self.engine is not None else {"virtuals": []}
+        """What `healthd status --json` prints, built at once (tests, small tables)."""
+        return self._document(self.engine.snapshot() if self.engine is not None else {"virtuals": []})
+
+    async def status_document(self) -> dict[str, Any]:
+        """What `healthd status --json` prints and the status page shows, built in slices."""
+        engine = await self.engine.snapshot_document() if self.engine is not None else {"virtuals": []}
+        return self._document(engine)
+
+    def _document(self, engine: dict[str, Any]) -> dict[str, Any]:
         return {
             "pid": os.getpid(),
             "config": self.config.path,
@@ -366,6 +418,17 @@ class Daemon:
             "started": self.started_at,
             "reloaded": self.reloaded_at,
             "reload_errors": list(self.reload_error),
+            "reloads": {"ok": self.reloads, "failed": self.reload_failures},
+            "config_mtime": self.config_mtime,
+            "http": self.web.url if self.web is not None else None,
             "summary": summary(engine),
+            "transitions": self.timeline.as_list(),
             **engine,
         }
+
+
+def _mtime(path: str) -> float | None:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return None

@@ -28,7 +28,7 @@ from healthd.engine.health import HealthBook, State
 from healthd.engine.maintenance import MaintenanceDir, resolve_names
 from healthd.engine.policy import VirtualPlan, fallback_dest_key, plan_virtual, service_key
 from healthd.engine.scheduler import Scheduler
-from healthd.engine.snapshot import Snapshot, build_snapshot
+from healthd.engine.snapshot import Snapshot, build_snapshot, build_snapshot_sliced
 from healthd.ipvs.model import Entry, ServiceKey, Table
 
 log = logging.getLogger("healthd.engine")
@@ -461,6 +461,21 @@ class Engine:
     def snapshot(self) -> Snapshot:
         maintenance = self._maint.down if self._maint is not None else frozenset()
         return build_snapshot(
+            self.config,
+            self.health,
+            self.applied,
+            {k: p.fallback_active for k, p in self._plans.items()},
+            maintenance,
+            first_round_done=self.first_round.is_set(),
+            last_sync_error=self.last_sync_error,
+            scheduler=self.scheduler.stats(),
+            at=time.time(),
+        )
+
+    async def snapshot_sliced(self) -> Snapshot:
+        """snapshot(), built in slices between which checks go on (status page, scrapes)."""
+        maintenance = self._maint.down if self._maint is not None else frozenset()
+        return await build_snapshot_sliced(
             self.config,
             self.health,
             self.applied,

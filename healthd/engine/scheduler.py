@@ -23,6 +23,7 @@ one timer per run. Idle identities cost nothing but a list entry.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import dataclasses
 import heapq
 from array import array
@@ -52,24 +53,45 @@ class SchedulerStats:
     lateness_median: float  # seconds
     lateness_p99: float
     lateness_max: float
+    # cumulative (upper bound in seconds, runs started no later than that); the last bound is inf
+    lateness_histogram: tuple[tuple[float, int], ...] = ()
+    lateness_sum: float = 0.0  # seconds, over every run started
+
+
+# Upper bounds of the lateness histogram (seconds): SHED_LAG sits between two of them.
+LATENESS_BOUNDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
 class LatenessLog:
-    """The last `size` lateness samples (actual start - scheduled start), in a flat array."""
+    """The last `size` lateness samples (actual start - scheduled start), in a flat array,
+    and a histogram of every sample since start (for Prometheus: a ring forgets)."""
 
     def __init__(self, size: int = 1 << 16) -> None:
         self._buf = array("d", bytes(8 * size))
         self._size = size
         self._n = 0
         self.max = 0.0
+        self._counts = array("q", bytes(8 * (len(LATENESS_BOUNDS) + 1)))
+        self.sum = 0.0
 
     def add(self, value: float) -> None:
         self._buf[self._n % self._size] = value
         self._n += 1
         if value > self.max:
             self.max = value
+        self._counts[bisect.bisect_left(LATENESS_BOUNDS, value)] += 1
+        self.sum += value
+
+    def histogram(self) -> tuple[tuple[float, int], ...]:
+        """Cumulative counts per upper bound, the last one +inf (never reset: a counter)."""
+        out, total = [], 0
+        for bound, count in zip((*LATENESS_BOUNDS, float("inf")), self._counts, strict=True):
+            total += count
+            out.append((bound, total))
+        return tuple(out)
 
     def reset(self) -> None:
+        """Forget the recent samples (benchmarks measure a window); the histogram keeps counting."""
         self._n = 0
         self.max = 0.0
 
@@ -345,4 +367,6 @@ class Scheduler:
             lateness_median=self.lateness.percentile(0.5),
             lateness_p99=self.lateness.percentile(0.99),
             lateness_max=self.lateness.max,
+            lateness_histogram=self.lateness.histogram(),
+            lateness_sum=self.lateness.sum,
         )
