@@ -79,7 +79,9 @@ async def snapshot_dict(snap: Snapshot) -> dict[str, Any]:
 
 async def encode(document: dict[str, Any]) -> bytes:
     """json.dumps(document) + newline, the virtuals' reals encoded SLICE at a time."""
-    virtuals = document.get("virtuals", [])
+    if "virtuals" not in document:
+        return json.dumps(document).encode() + b"\n"
+    virtuals = document["virtuals"]
     head = json.dumps({k: v for k, v in document.items() if k != "virtuals"})
     parts = [head[:-1], ', "virtuals": [' if head != "{}" else '"virtuals": [']
     budget = SLICE

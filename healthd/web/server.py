@@ -2,7 +2,10 @@
 
 Off unless asked for. It answers GET and HEAD on three paths and changes nothing.
 A client can cost healthd little, whatever it does:
-- at most MAX_CONNECTIONS connections at once; the next ones are closed at once;
+- at most MAX_CONNECTIONS connections at once: a new one pushes out the oldest that
+  is not being answered (idle, or still trickling its headers), so slow-loris
+  clients evict each other, not the scrapers; when all are being answered, the
+  new one is closed at once;
 - every connection lives at most CONNECTION_LIFETIME seconds (a slow-loris client
   trickling its headers is cut off), and an idle keep-alive connection IDLE seconds;
 - documents are built at most once per MAX_AGE seconds, however many clients ask
@@ -105,15 +108,28 @@ class _GuardedServer(web.Server):
         self.max_connections = max_connections
         self.lifetime = lifetime
         self.refused = 0
+        self.evicted = 0
         self._timers: dict[RequestHandler, asyncio.TimerHandle] = {}
 
     def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
         super().connection_made(handler, transport)
-        if len(self._timers) >= self.max_connections:
+        if len(self._timers) >= self.max_connections and not self._evict_one():
             self.refused += 1
             transport.abort()
             return
         self._timers[handler] = self._loop.call_later(self.lifetime, transport.abort)
+
+    def _evict_one(self) -> bool:
+        """Close the oldest connection without a request being answered; False if there is none."""
+        for handler in self._timers:  # insertion order: oldest first
+            if getattr(handler, "_current_request", None) is None:
+                transport = self._connections.get(handler)
+                self._timers.pop(handler).cancel()
+                if transport is not None:
+                    transport.abort()
+                self.evicted += 1
+                return True
+        return False
 
     def connection_lost(self, handler: RequestHandler, exc: BaseException | None = None) -> None:
         timer = self._timers.pop(handler, None)
