@@ -53,8 +53,10 @@ class SchedulerStats:
     lateness_median: float  # seconds
     lateness_p99: float
     lateness_max: float
-    # cumulative (upper bound in seconds, runs started no later than that); the last bound is inf
+    # cumulative (upper bound in seconds, runs started no later than that), finite bounds only
+    # (JSON has no infinity): lateness_count is the +Inf bucket
     lateness_histogram: tuple[tuple[float, int], ...] = ()
+    lateness_count: int = 0  # runs started since the scheduler started
     lateness_sum: float = 0.0  # seconds, over every run started
 
 
@@ -82,13 +84,13 @@ class LatenessLog:
         self._counts[bisect.bisect_left(LATENESS_BOUNDS, value)] += 1
         self.sum += value
 
-    def histogram(self) -> tuple[tuple[float, int], ...]:
-        """Cumulative counts per upper bound, the last one +inf (never reset: a counter)."""
+    def histogram(self) -> tuple[tuple[tuple[float, int], ...], int]:
+        """Cumulative counts per finite upper bound, and the count of every sample (never reset)."""
         out, total = [], 0
-        for bound, count in zip((*LATENESS_BOUNDS, float("inf")), self._counts, strict=True):
+        for bound, count in zip(LATENESS_BOUNDS, self._counts, strict=False):
             total += count
             out.append((bound, total))
-        return tuple(out)
+        return tuple(out), total + self._counts[-1]
 
     def reset(self) -> None:
         """Forget the recent samples (benchmarks measure a window); the histogram keeps counting."""
@@ -354,6 +356,7 @@ class Scheduler:
         return None if slot is None else slot.due
 
     def stats(self) -> SchedulerStats:
+        histogram, count = self.lateness.histogram()
         return SchedulerStats(
             identities=len(self._slots),
             runs_started=self.runs_started,
@@ -367,6 +370,7 @@ class Scheduler:
             lateness_median=self.lateness.percentile(0.5),
             lateness_p99=self.lateness.percentile(0.99),
             lateness_max=self.lateness.max,
-            lateness_histogram=self.lateness.histogram(),
+            lateness_histogram=histogram,
+            lateness_count=count,
             lateness_sum=self.lateness.sum,
         )

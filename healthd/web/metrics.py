@@ -141,6 +141,7 @@ def process_families(document: dict[str, Any], telemetry: Telemetry) -> Iterator
         "healthd_scheduler_lateness_seconds", "How late check runs started after their scheduled time")
     buckets = [(_le(bound), float(count)) for bound, count in scheduler.get("lateness_histogram", ())]
     if buckets:
+        buckets.append(("+Inf", float(scheduler.get("lateness_count", 0))))
         lateness.add_metric([], buckets, float(scheduler.get("lateness_sum", 0.0)))
     yield lateness
     for name, field, doc in (

@@ -25,14 +25,14 @@ Samples = dict[str, dict[tuple[tuple[str, str], ...], float]]
 @contextlib.asynccontextmanager
 async def daemon_with_http(tmp_path: Path, text: str, notify: NotifyHooks | None = None
                            ) -> AsyncIterator[tuple[Daemon, MemoryTable, str]]:
-    """A Daemon on the in-memory table with --http on a free loopback port; yields (daemon, table, url)."""
+    """A Daemon on the in-memory table, --http on a free loopback port; yields (daemon, table, url)."""
     config = tmp_path / "web.cf"
     config.write_text(text)
     table = MemoryTable()
     port = free_port(["127.0.0.1"])
-    daemon = Daemon(load(str(config)), engine_factory=engine_factory(table), loader=load, notifier=Notifier({}),
-                    control_path=tmp_path / "healthd.web.sock", ipvs_kind="memory", http=("127.0.0.1", port),
-                    notify=notify)
+    daemon = Daemon(load(str(config)), engine_factory=engine_factory(table), loader=load,
+                    notifier=Notifier({}), control_path=tmp_path / "healthd.web.sock", ipvs_kind="memory",
+                    http=("127.0.0.1", port), notify=notify)
     task = asyncio.create_task(daemon.run())
     try:
         ready = asyncio.create_task(daemon.ready.wait())

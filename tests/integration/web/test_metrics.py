@@ -59,8 +59,9 @@ async def test_metrics_follow_the_reals_and_the_table(tmp_path: Path, reals: lis
         weights = per_real(samples, "healthd_real_weight")
         assert weights == await table_weights(table)  # the table healthd applied, to the real
         assert (virtual, broken.label) not in weights and len(weights) == 2  # quiescent=no: it left the table
-        assert per_real(samples, "healthd_real_transitions_total")[(virtual, broken.label)] == 2  # ?->up->down
-        assert per_real(samples, "healthd_real_transitions_total")[(virtual, reals[0].label)] == 1
+        transitions = per_real(samples, "healthd_real_transitions_total")
+        assert transitions[(virtual, broken.label)] == 2  # unknown -> up -> down
+        assert transitions[(virtual, reals[0].label)] == 1
         failed = samples["healthd_checks_total"][(("check", "negotiate"), ("result", "failed"),
                                                    ("service", "http"))]
         assert failed >= 1
@@ -121,13 +122,13 @@ async def test_the_server_is_read_only_and_small(tmp_path: Path, reals: list[Web
     import aiohttp
 
     port = reals[0].port
-    async with daemon_with_http(tmp_path, config_text(VIP, port, ADDRESSES)) as (_daemon, _table, url):
-        async with aiohttp.ClientSession() as session:
-            async with session.post(url + "status.json", data=b"x") as response:
-                assert response.status == 405 and response.headers["Allow"] == "GET, HEAD"
-            async with session.get(url + "admin") as response:
-                assert response.status == 404
-            async with session.get(url) as response:
-                page = await response.text()
-                assert response.status == 200 and "status.json" in page
-                assert "default-src 'none'" in response.headers["Content-Security-Policy"]
+    text = config_text(VIP, port, ADDRESSES)
+    async with daemon_with_http(tmp_path, text) as (_daemon, _table, url), aiohttp.ClientSession() as session:
+        async with session.post(url + "status.json", data=b"x") as response:
+            assert response.status == 405 and response.headers["Allow"] == "GET, HEAD"
+        async with session.get(url + "admin") as response:
+            assert response.status == 404
+        async with session.get(url) as response:
+            page = await response.text()
+        assert response.status == 200 and "status.json" in page
+        assert "default-src 'none'" in response.headers["Content-Security-Policy"]
