@@ -36,7 +36,7 @@ def browser() -> Iterator[Any]:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    assert os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER), "chromium and chromium-driver are needed"
+    assert os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER), "needs chromium and chromium-driver"
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
@@ -111,7 +111,7 @@ async def test_page_shows_a_failing_real_without_a_reload(tmp_path: Path, reals:
         assert f"{broken.label} of {VIP}:{port}: up" in timeline and "→ down" in timeline
         for other in (reals[0], reals[2]):
             assert "UP" in row_text(other.label)()
-        ARTEFACTS.mkdir(parents=True, exist_ok=True)
+        os.makedirs(ARTEFACTS, exist_ok=True)
         assert browser.save_screenshot(str(ARTEFACTS / "status-page.png"))
 
         # on a phone's width the rows become cards: nothing runs off the screen sideways
