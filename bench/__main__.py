@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = {"checks": "bench.checks", "engine": "bench.engine", "ipvs": "bench.ipvs"}
+BENCHMARKS = {"checks": "bench.checks", "engine": "bench.engine", "ipvs": "bench.ipvs", "web": "bench.web"}
 
 
 def main(argv: list[str]) -> int:

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from healthd.daemon.status import encode
+from healthd.daemon.status import collection_paused, encode
 
 log = logging.getLogger("healthd.control")
 
@@ -66,10 +66,12 @@ class ControlServer:
             if command != "status":
                 writer.write(json.dumps({"error": f"unknown command {command!r}"}).encode() + b"\n")
             else:
-                reply = self.snapshot()
-                if inspect.isawaitable(reply):
-                    reply = await reply
-                writer.write(await encode(reply))
+                with collection_paused():
+                    reply = self.snapshot()
+                    if inspect.isawaitable(reply):
+                        reply = await reply
+                    data = await encode(reply)
+                writer.write(data)
             await writer.drain()
         except (TimeoutError, ConnectionError) as exc:
             log.debug("control client went away: %s", exc)

@@ -9,8 +9,11 @@ encoded a slice of reals at a time, with a pause for the loop between slices.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import json
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +25,31 @@ TIMELINE = 50  # transitions kept for the page's timeline
 _REAL_FIELDS = RealStatus.__slots__
 _VIRTUAL_FIELDS = tuple(f for f in VirtualStatus.__slots__ if f != "reals")
 _SCHEDULER_FIELDS = SchedulerStats.__slots__
+
+
+_pauses = 0
+_was_enabled = False
+
+
+@contextlib.contextmanager
+def collection_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a document is built (nests; other tasks run meanwhile).
+
+    A build allocates a few objects per real, and a collection that falls in the middle of it walks
+    them all: at 10,000 reals one generation-2 pass held the loop for 70-120 ms. What a build
+    allocates is freed by reference counting (no cycles), so collection can wait until it ends.
+    """
+    global _pauses, _was_enabled
+    if _pauses == 0:
+        _was_enabled = gc.isenabled()
+        gc.disable()
+    _pauses += 1
+    try:
+        yield
+    finally:
+        _pauses -= 1
+        if _pauses == 0 and _was_enabled:
+            gc.enable()
 
 
 @dataclass(frozen=True, slots=True)

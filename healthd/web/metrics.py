@@ -28,7 +28,7 @@ from prometheus_client.metrics_core import (
 from healthd.web.telemetry import Histogram, Telemetry
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-SLICE = 500  # reals per formatted slice (about 5 ms of work)
+SLICE = 100  # reals per formatted slice (a few ms of work: generate_latest takes ~10 us a sample)
 
 Row = tuple[str, str, dict[str, Any]]  # (virtual label, real label, the real's status)
 Value = Callable[[Row, Telemetry], float | None]  # None: no sample for this real
@@ -87,14 +87,22 @@ def _without_header(text: str) -> str:
     return "".join(lines)
 
 
-def rows(document: dict[str, Any]) -> list[Row]:
-    return [(v["service"], r["dest"], r) for v in document.get("virtuals", []) for r in v.get("reals", [])]
+async def rows(document: dict[str, Any]) -> list[Row]:
+    out: list[Row] = []
+    for virtual in document.get("virtuals", []):
+        label = virtual["service"]
+        reals = virtual.get("reals", [])
+        for start in range(0, len(reals), 10 * SLICE):
+            out += [(label, real["dest"], real) for real in reals[start:start + 10 * SLICE]]
+            await asyncio.sleep(0)
+    return out
 
 
 async def exposition(document: dict[str, Any], telemetry: Telemetry) -> bytes:
     """The whole /metrics text, built in slices of SLICE reals."""
-    table = rows(document)
-    telemetry.forget_reals({(row[0], row[1]) for row in table})
+    table = await rows(document)
+    if len(telemetry.transitions) > len(table):  # counters of reals a reload removed
+        telemetry.forget_reals({(row[0], row[1]) for row in table})
     parts: list[str] = []
     for name, kind, doc, value in REAL_FAMILIES:
         for start in range(0, len(table), SLICE):
