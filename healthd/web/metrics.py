@@ -158,6 +158,8 @@ def process_families(document: dict[str, Any], telemetry: Telemetry) -> Iterator
          "Check runs not made because the scheduler stayed late (overload)"),
         ("healthd_checks_skipped", "ticks_skipped",
          "Check runs not started: the previous run was still going"),
+        ("healthd_checks_dropped", "ticks_dropped",
+         "Check runs dropped because the event loop was more than an interval late"),
     ):
         yield CounterMetricFamily(name, doc, value=float(scheduler.get(field, 0)))
 
