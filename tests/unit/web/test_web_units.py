@@ -82,7 +82,8 @@ def test_a_sliced_exposition_is_one_family_per_metric_and_parses() -> None:
     assert len(weights) == sum(1 for r in reals if r["weight"] is not None)
     transitions = {(s.labels["virtual"], s.labels["real"]): s.value
                    for s in families["healthd_real_transitions"].samples}
-    assert sum(transitions.values()) == 1 and transitions["FWM 7", doc["virtuals"][1]["reals"][0]["dest"]] == 1
+    first_fwm = doc["virtuals"][1]["reals"][0]["dest"]
+    assert sum(transitions.values()) == 1 and transitions["FWM 7", first_fwm] == 1
     lateness = {s.labels.get("le"): s.value for s in families["healthd_scheduler_lateness_seconds"].samples
                 if s.name.endswith("_bucket")}
     assert lateness == {"0.001": 5, "0.1": 9, "+Inf": 10}
