@@ -35,7 +35,7 @@ from healthd.config import parse_text
 from healthd.daemon import status
 from healthd.engine.engine import Engine
 from healthd.ipvs.memory import MemoryTable
-from healthd.web.observe import ObservedReconciler, ObservedRunner
+from healthd.ipvs.reconcile import Reconciler
 from healthd.web.server import WebServer
 from healthd.web.telemetry import Telemetry
 
@@ -105,8 +105,8 @@ async def measure(fetch: Any, scrapes: int) -> Cost:
 async def run_size(n: int, scrapes: int, interval: float) -> dict[str, Cost]:
     config = parse_text(config_text(loopback_addresses(n), interval, 3.0), f"bench-web-{n}.cf")
     telemetry = Telemetry()
-    engine = Engine(config, ObservedRunner(NullRunner(set(), set()), telemetry),
-                    ObservedReconciler(MemoryTable(), telemetry))
+    engine = Engine(config, NullRunner(set(), set()), Reconciler(MemoryTable()))
+    telemetry.attach(engine.events)
     gc.collect()
     await engine.start()
     server = WebServer("127.0.0.1", 0, Source(engine, telemetry), max_age=0.0)
@@ -130,7 +130,7 @@ async def run_size(n: int, scrapes: int, interval: float) -> dict[str, Cost]:
         out["status before slicing"] = await measure(before, max(1, scrapes // 2))
     finally:
         await server.close()
-        await engine.stop(cleanstop=True)
+        await engine.stop()
     return out
 
 

@@ -4,7 +4,8 @@ As keepalived's notify_up/notify_down, in one directive: global, or per virtual 
 override. VIRTUAL and REAL are written as in the journal's VIRTUAL= and REAL= fields
 (`10.0.0.1:80`, `fwmark 99`, `[2001:db8::2]:80`); OLD and NEW are up, down or unknown.
 
-Each run goes through the project's command runner (engine.commands.run_command):
+A daemon feature (wiring.features): it observes RealChanged on the engine's bus.
+Each run goes through the project's process runner (healthd.process.run_process):
 no shell, stdin closed, its own process group, output bounded, TERM then KILL at
 TIMEOUT. Runs for one real are kept in order (a flap arrives as down then up);
 runs for different reals are independent, so a hanging hook holds back only the
@@ -19,9 +20,10 @@ import asyncio
 import contextlib
 import logging
 import shlex
+from typing import Any
 
 from healthd.engine import events
-from healthd.engine.commands import CommandResult, run_command
+from healthd.process import ProcessResult, run_process
 
 log = logging.getLogger("healthd.notify")
 
@@ -42,8 +44,15 @@ class NotifyHooks:
         self._tasks: set[asyncio.Task[None]] = set()
         self.runs = 0
         self.dropped = 0
-        self.results: list[CommandResult] = []  # the last few, for tests and the curious
+        self.results: list[ProcessResult] = []  # the last few, for tests and the curious
         self.closed = False
+
+    async def start(self, engine: Any) -> None:
+        """Feature: subscribe before the engine starts, so the first verdicts run the hook too."""
+        engine.events.subscribe(self.on_event, events.RealChanged)
+
+    async def stop(self) -> None:
+        await self.close()
 
     def on_event(self, event: events.Event) -> None:
         if self.closed or not isinstance(event, events.RealChanged):
@@ -81,7 +90,7 @@ class NotifyHooks:
             with contextlib.suppress(BaseException):
                 await asyncio.shield(previous)
         async with self._slots:
-            result = await run_command(argv, self.timeout)
+            result = await run_process(argv, self.timeout)
         self.runs += 1
         self.results = [*self.results[-19:], result]
         fields = {"VIRTUAL": key[0], "REAL": key[1]}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,7 +20,7 @@ import pytest
 from healthd.config import load
 from healthd.daemon.lifecycle import Daemon
 from healthd.daemon.systemd import Notifier
-from healthd.daemon.wiring import engine_factory
+from healthd.daemon.wiring import build_engine
 from healthd.demo import free_port
 from healthd.ipvs.netlink import NetlinkTable
 from tests.integration.daemon.helpers import WebServer
@@ -68,7 +69,7 @@ async def healthd(tmp_path: Path, text: str) -> AsyncIterator[tuple[Daemon, str]
     path.write_text(text)
     backend = await NetlinkTable.open()
     await backend.flush()
-    daemon = Daemon(load(str(path)), engine_factory=engine_factory(backend), loader=load,
+    daemon = Daemon(load(str(path)), engine_factory=functools.partial(build_engine, backend=backend), loader=load,
                     notifier=Notifier({}), ipvs_kind="netlink", http=("127.0.0.1", free_port(["127.0.0.1"])))
     task = asyncio.create_task(daemon.run())
     try:

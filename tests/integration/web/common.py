@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from healthd.config import load
 from healthd.daemon.lifecycle import Daemon
 from healthd.daemon.notify import NotifyHooks
 from healthd.daemon.systemd import Notifier
-from healthd.daemon.wiring import engine_factory
+from healthd.daemon.wiring import build_engine
 from healthd.demo import free_port
 from healthd.ipvs.memory import MemoryTable
 
@@ -30,9 +31,9 @@ async def daemon_with_http(tmp_path: Path, text: str, notify: NotifyHooks | None
     config.write_text(text)
     table = MemoryTable()
     port = free_port(["127.0.0.1"])
-    daemon = Daemon(load(str(config)), engine_factory=engine_factory(table), loader=load,
-                    notifier=Notifier({}), control_path=tmp_path / "healthd.web.sock", ipvs_kind="memory",
-                    http=("127.0.0.1", port), notify=notify)
+    daemon = Daemon(load(str(config)), engine_factory=functools.partial(build_engine, backend=table),
+                    loader=load, notifier=Notifier({}), control_path=tmp_path / "healthd.web.sock",
+                    ipvs_kind="memory", http=("127.0.0.1", port), features=[notify or NotifyHooks()])
     task = asyncio.create_task(daemon.run())
     try:
         ready = asyncio.create_task(daemon.ready.wait())

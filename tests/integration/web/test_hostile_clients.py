@@ -174,11 +174,9 @@ async def test_the_web_server_never_holds_the_loop(tmp_path: Path) -> None:
     """The same storm against a server in this process, beside an engine checking real loopback servers:
     the longest stretch of CPU the event loop spends without a turn of a 1 ms probe timer (CPU time,
     so that other work on the machine does not count) stays far below a check interval."""
-    from healthd.checks.registry import CheckRunner
     from healthd.config import parse_text
-    from healthd.engine.engine import Engine
+    from healthd.daemon.wiring import build_engine
     from healthd.ipvs.memory import MemoryTable
-    from healthd.web.observe import ObservedReconciler, ObservedRunner
     from healthd.web.server import WebServer
     from healthd.web.telemetry import Telemetry
 
@@ -191,9 +189,8 @@ async def test_the_web_server_never_holds_the_loop(tmp_path: Path) -> None:
                         f"virtual=127.0.0.100:{port}\n{reals}\n"
                         '\tservice=http\n\trequest="ok.html"\n\treceive="ok"\n', "loop.cf")
     telemetry = Telemetry()
-    runner = CheckRunner()
-    await runner.start()
-    engine = Engine(config, ObservedRunner(runner, telemetry), ObservedReconciler(MemoryTable(), telemetry))
+    engine = build_engine(config, MemoryTable())
+    telemetry.attach(engine.events)
     await engine.start()
     server = WebServer("127.0.0.1", 0, EngineSource(engine, telemetry))
     await server.start()
@@ -221,6 +218,5 @@ async def test_the_web_server_never_holds_the_loop(tmp_path: Path) -> None:
     finally:
         probing.cancel()
         await server.close()
-        await engine.stop(cleanstop=True)
-        await runner.close()
+        await engine.stop()
         await stop_farm(farm)
