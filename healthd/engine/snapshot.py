@@ -26,7 +26,6 @@ from healthd.vocab import State
 @dataclass(frozen=True, slots=True)
 class RealStatus:
     real: str  # label, `10.0.0.2:80`
-    dest: str  # the destination as `ipvsadm -Ln` writes it (`10.0.0.2:80`; a gate real takes the VIP's port)
     check: str  # `negotiate http 10.0.0.2:80`
     state: State
     since: float  # wall clock of the last state change (or of tracking start)
@@ -37,19 +36,20 @@ class RealStatus:
     last_detail: str
     last_latency: float | None  # seconds
     last_at: float | None  # wall clock of the last verdict
-    checks: int  # verdicts since the check identity was first tracked
+    dest: str = ""  # the destination as `ipvsadm -Ln` writes it (`10.0.0.2:80`; gate: the VIP's port)
+    checks: int = 0  # verdicts since the check identity was first tracked
 
 
 @dataclass(frozen=True, slots=True)
 class VirtualStatus:
     virtual: str  # label, `10.0.0.1:80` or `fwmark 7`
     service: str  # ipvsadm spelling, `TCP 10.0.0.1:80`
-    scheduler: str  # `wrr`, ...
     in_table: bool
     fallback_active: bool
     fallback_weight: int | None  # weight of the fallback server in the applied table
-    fallback: str | None  # the fallback server as `ipvsadm -Ln` writes it, when one is configured
     reals: tuple[RealStatus, ...]
+    scheduler: str = ""  # `wrr`, ...
+    fallback: str | None = None  # the fallback server as `ipvsadm -Ln` writes it, when one is configured
 
 
 @dataclass(frozen=True, slots=True)

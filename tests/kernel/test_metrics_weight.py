@@ -69,7 +69,8 @@ async def healthd(tmp_path: Path, text: str) -> AsyncIterator[tuple[Daemon, str]
     path.write_text(text)
     backend = await NetlinkTable.open()
     await backend.flush()
-    daemon = Daemon(load(str(path)), engine_factory=functools.partial(build_engine, backend=backend), loader=load,
+    daemon = Daemon(load(str(path)), engine_factory=functools.partial(build_engine, backend=backend),
+                    loader=load,
                     notifier=Notifier({}), ipvs_kind="netlink", http=("127.0.0.1", free_port(["127.0.0.1"])))
     task = asyncio.create_task(daemon.run())
     try:
