@@ -185,7 +185,7 @@ async def run_size(n: int, window: float, interval: float, check_timeout: float,
             await asyncio.sleep(window)
             cpu1, wall1 = time.process_time(), time.monotonic()
             runs = sched.runs_finished - runs0
-            stats = sched.stats()
+            stats = sched.stats(exact=True)
             rss = rss_mb()
             health = Counter()
             for real_spec in engine._users:

@@ -1,6 +1,6 @@
 """The `healthd` command line: ldirectord's verbs and options, plus `status --json`, `check-config`, `demo`.
 
-    healthd [-d|--debug] [--ipvs netlink|memory] [--] [CONFIG] VERB
+    healthd [-d|--debug] [--ipvs netlink|memory] [--http ADDR:PORT] [--] [CONFIG] VERB
         VERB: start|stop|restart|try-restart|reload|force-reload|status
     healthd status [--json] [CONFIG]
     healthd check-config [--json] [FILE]
@@ -28,7 +28,7 @@ EXIT_USAGE = 2
 EXIT_NOT_RUNNING = 7  # LSB: reload of a stopped service
 
 USAGE = """\
-usage: healthd [-d|--debug] [--ipvs netlink|memory] [--] [CONFIG] VERB
+usage: healthd [-d|--debug] [--ipvs netlink|memory] [--http ADDR:PORT] [--] [CONFIG] VERB
        (VERB: start|stop|restart|try-restart|reload|force-reload|status)
        healthd status [--json] [CONFIG]
        healthd check-config [--json] [FILE]
@@ -42,6 +42,8 @@ CONFIG is looked up as /etc/ha.d/CONFIG, /etc/ha.d/conf/CONFIG, then as a path
   -d, --debug      stay in the foreground and log to stderr, verbosely
   --ipvs KIND      the IPVS table to drive: netlink (the kernel's, the default) or
                    memory (an in-memory table, for trying healthd out without root)
+  --http ADDR:PORT serve a read-only status page, /status.json and Prometheus
+                   /metrics there (off unless given; 127.0.0.1:9180 keeps it local)
   --json           with status: print the live state of the running daemon as JSON
   check-install    can healthd.service's sandbox reach this healthd (not under /root,
                    /home or /tmp)? exits 1 with the fix when it cannot
@@ -65,12 +67,14 @@ class Args:
     debug: bool = False
     ipvs: str = "netlink"
     json: bool = False
+    http: tuple[str, int] | None = None
 
 
 def parse(argv: list[str]) -> Args:
     debug = False
     as_json = False
     ipvs: str | None = None
+    http: tuple[str, int] | None = None
     positionals: list[str] = []
     i = 0
     while i < len(argv):
@@ -92,6 +96,20 @@ def parse(argv: list[str]) -> Args:
                 ipvs = argv[i]
             if ipvs not in ("netlink", "memory"):
                 raise UsageError(f"--ipvs {ipvs!r}: use netlink (the kernel's table) or memory")
+        elif arg == "--http" or arg.startswith("--http="):
+            if "=" in arg:
+                value = arg.split("=", 1)[1]
+            else:
+                i += 1
+                if i == len(argv):
+                    raise UsageError("--http needs ADDRESS:PORT, such as 127.0.0.1:9180")
+                value = argv[i]
+            from healthd.web.server import ListenError, parse_listen
+
+            try:
+                http = parse_listen(value)
+            except ListenError as exc:
+                raise UsageError(str(exc)) from None
         elif arg.startswith("-") and arg != "-":
             raise UsageError(f"unknown option {arg}")
         else:
@@ -111,7 +129,9 @@ def parse(argv: list[str]) -> Args:
         raise UsageError("--json goes with status")
     if ipvs is not None and verb not in ("start", "restart", "try-restart"):
         raise UsageError(f"--ipvs goes with start, restart or try-restart, not {verb}")
-    return Args(verb=verb, config=config, debug=debug, ipvs=ipvs or "netlink", json=as_json)
+    if http is not None and verb not in ("start", "restart", "try-restart"):
+        raise UsageError(f"--http goes with start, restart or try-restart, not {verb}")
+    return Args(verb=verb, config=config, debug=debug, ipvs=ipvs or "netlink", json=as_json, http=http)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,7 +182,7 @@ def _find(name: str) -> str:
 def cmd_start(args: Args) -> int:
     from healthd.daemon.run import start
 
-    return start(_find(args.config), debug=args.debug, ipvs=args.ipvs)
+    return start(_find(args.config), debug=args.debug, ipvs=args.ipvs, http=args.http)
 
 
 def cmd_stop(args: Args) -> int:

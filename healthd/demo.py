@@ -4,7 +4,8 @@ No root and no kernel IPVS: three small web servers listen on loopback
 addresses, healthd runs on its in-memory IPVS table with a config shaped like
 the seed's experiment 4 (HTTP check of ok.html expecting "ok"), and the demo
 breaks and then restores one server's ok.html while printing the table and
-healthd's log lines.
+healthd's log lines. While it runs, healthd's status page is served on loopback
+(http://127.0.0.1:9180/ when that port is free, else another; the demo prints it).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from healthd.ipvs.memory import MemoryTable
 from healthd.ipvs.model import Table
 
 VIP = "127.0.0.100"
+PAGE_PORT = 9180  # the status page while the demo runs (loopback only); another if it is taken
 REALS = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
 BROKEN = REALS[1]
 STEP_TIMEOUT = 8.0  # seconds for one visible change (checkinterval is 1 s)
@@ -128,6 +130,16 @@ async def wait_until(what: str, condition: Callable[[Table], bool], table: Memor
     return False
 
 
+def page_port() -> int:
+    """PAGE_PORT when it is free on loopback, else any free port."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", PAGE_PORT))
+        except OSError:
+            return free_port(["127.0.0.1"])
+    return PAGE_PORT
+
+
 def has_real(address: str) -> Callable[[Table], bool]:
     return lambda t: any(d.address == address for e in t.values() for d in e.dests.values())
 
@@ -163,7 +175,8 @@ async def run_demo(workdir: Path) -> int:
     table = MemoryTable()
     daemon = Daemon(load(str(config_path)), loader=load,
                     engine_factory=functools.partial(build_engine, backend=table),
-                    notifier=Notifier({}), ipvs_kind="memory", watch_interval=0.5)
+                    notifier=Notifier({}), ipvs_kind="memory", watch_interval=0.5,
+                    http=("127.0.0.1", page_port()))
     running = asyncio.create_task(daemon.run())
     ok = True
     try:
@@ -174,6 +187,9 @@ async def run_demo(workdir: Path) -> int:
             raise Interrupted
         if not daemon.ready.is_set():
             raise TimeoutError
+        if daemon.web is not None:
+            say(f"\nhealthd's status page: {daemon.web.url} (metrics: {daemon.web.url}metrics); "
+                "open it now to watch the next steps")
         say("\n== 1. healthd checked every real once and filled the table:")
         say(render(await table.dump()))
 

@@ -59,6 +59,7 @@ class Virtual:
     # defaults to the virtual's), so that later layers never look at GlobalSettings.
     fallback: Fallback | None = None
     fallbackcommand: str | None = None
+    notifycommand: str | None = None  # healthd extension: run on every real's state change
     quiescent: bool = False
     cleanstop: bool = True
     service: str = "none"  # resolved service (given, or by port); in each CheckSpec when it negotiates
@@ -98,6 +99,7 @@ class GlobalSettings:
     fallback: Fallback | None = None
     fallback6: Fallback | None = None
     fallbackcommand: str | None = None
+    notifycommand: str | None = None  # healthd extension, off unless set
     autoreload: bool = False
     callback: str | None = None
     logfile: str = "/var/log/ldirectord.log"

@@ -8,6 +8,7 @@ Every problem becomes an issue and parsing goes on, so one run reports them all.
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -122,6 +123,18 @@ def _netmask(value: str, v6: bool) -> str:
     return v.ipv6_prefix(value) if v6 else v.ipv4_netmask(value)
 
 
+def _command(value: str) -> str:
+    """A command line run without a shell: it must split into words (balanced quotes)."""
+    command = v.text(value)
+    try:
+        words = shlex.split(command)
+    except ValueError as exc:
+        raise v.Invalid(f"cannot split the command into words: {exc}") from None
+    if not words:
+        raise v.Invalid("the command is empty")
+    return command
+
+
 def _supervised(value: str) -> bool:
     return v.yes_no(value)
 
@@ -148,6 +161,7 @@ DIRECTIVES: dict[str, tuple[str, Parse]] = {
     "fallback": (BOTH, lambda value, _v6: v.fallback_line(value, v6=False)),
     "fallback6": (BOTH, lambda value, _v6: v.fallback_line(value, v6=True)),
     "fallbackcommand": (BOTH, _plain(v.quoted_text)),
+    "notifycommand": (BOTH, _plain(_command)),  # healthd extension
     "quiescent": (BOTH, _plain(v.yes_no)),
     "cleanstop": (BOTH, _plain(v.yes_no)),
     "emailalert": (BOTH, _plain(v.text)),

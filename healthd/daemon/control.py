@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
 import os
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from healthd.daemon.status import collection_paused, encode
+
 log = logging.getLogger("healthd.control")
 
-Snapshot = Callable[[], dict[str, Any]]
+# The status document, at once or (for large tables) built in slices by a coroutine.
+Snapshot = Callable[[], dict[str, Any] | Awaitable[dict[str, Any]]]
 MAX_REQUEST = 256
 
 
@@ -60,10 +64,14 @@ class ControlServer:
             line = await asyncio.wait_for(reader.readline(), timeout=2.0)
             command = line[:MAX_REQUEST].decode(errors="replace").strip() or "status"
             if command != "status":
-                reply: dict[str, Any] = {"error": f"unknown command {command!r}"}
+                writer.write(json.dumps({"error": f"unknown command {command!r}"}).encode() + b"\n")
             else:
-                reply = self.snapshot()
-            writer.write(json.dumps(reply).encode() + b"\n")
+                with collection_paused():
+                    reply = self.snapshot()
+                    if inspect.isawaitable(reply):
+                        reply = await reply
+                    data = await encode(reply)
+                writer.write(data)
             await writer.drain()
         except (TimeoutError, ConnectionError) as exc:
             log.debug("control client went away: %s", exc)

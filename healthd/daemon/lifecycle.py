@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from healthd.config.model import Config, ConfigError
-from healthd.daemon import logs, pidfile
+from healthd.daemon import logs, pidfile, status
 from healthd.daemon.control import ControlServer
 from healthd.daemon.systemd import Notifier
 from healthd.engine import events
@@ -31,6 +31,7 @@ from healthd.engine.bus import EventBus
 from healthd.engine.snapshot import Snapshot, as_json, reals_up
 from healthd.process import run_process
 from healthd.vocab import State
+from healthd.web.telemetry import Telemetry
 
 log = logging.getLogger("healthd")
 
@@ -55,6 +56,10 @@ class EngineLike(Protocol):
         ...
 
     def snapshot(self) -> Snapshot: ...
+
+    async def snapshot_sliced(self) -> Snapshot:
+        """snapshot(), built without holding the event loop for long (large tables)."""
+        ...
 
 
 class Feature(Protocol):
@@ -133,6 +138,7 @@ class Daemon:
         watch_interval: float = 1.0,
         on_started: Callable[[], None] | None = None,
         features: Sequence[Feature] = (),
+        http: tuple[str, int] | None = None,
     ) -> None:
         self.config = config
         self.engine_factory = engine_factory
@@ -149,6 +155,12 @@ class Daemon:
         self.reloaded_at: float | None = None
         self.reload_error: list[str] = []  # FILE:LINE issues of the last failed reload
         self.reloads = 0
+        self.reload_failures = 0
+        self.config_mtime = _mtime(config.path)
+        self.timeline = status.Timeline()
+        self.telemetry = Telemetry()  # fed from the engine's events while --http is on
+        self.http = http  # (address, port) of the status page and /metrics, None: off
+        self.web: Any = None  # healthd.web.server.WebServer while serving
         self._stop = asyncio.Event()
         self._reload_wanted = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -188,6 +200,8 @@ class Daemon:
         )
         self.engine = self.engine_factory(self.config)
         self.engine.events.subscribe(self._on_event)
+        if self.http is not None:
+            self.telemetry.attach(self.engine.events)
         try:
             for feature in self.features:
                 await feature.start(self.engine)
@@ -198,12 +212,14 @@ class Daemon:
             await self._stop_features()
             return 1
         if self.control_path is not None:
-            self._control = ControlServer(self.control_path, self.status_snapshot)
+            self._control = ControlServer(self.control_path, self.status_document)
             try:
                 await self._control.start()
             except OSError as exc:
                 log.warning("no control socket at %s: %s", self.control_path, exc.strerror or exc)
                 self._control = None
+        if self.http is not None:
+            await self._start_web(*self.http)
         if self.on_started is not None:
             self.on_started()
         self._spawn(self.notifier.run_watchdog())
@@ -213,6 +229,20 @@ class Daemon:
         await self._stop.wait()
         await self._shutdown()
         return 0
+
+    async def _start_web(self, host: str, port: int) -> None:
+        from healthd.web.server import WebServer
+
+        web = WebServer(host, port, self)
+        try:
+            await web.start()
+        except OSError as exc:
+            # The checks matter more than the page: keep running, and say so loudly.
+            log.error("cannot serve the status page on %s:%d: %s; running without it",
+                      host, port, exc.strerror or exc)
+            return
+        self.web = web
+        log.info("status page on %s (metrics: %smetrics)", web.url, web.url)
 
     def _spawn(self, coro: Any) -> None:
         self._tasks.append(asyncio.create_task(coro))
@@ -248,6 +278,8 @@ class Daemon:
         await self._stop_features()
         if self._control is not None:
             await self._control.close()
+        if self.web is not None:
+            await self.web.close()
         self.notifier.close()
         log.info("stopped")
 
@@ -262,7 +294,12 @@ class Daemon:
 
     def _on_event(self, event: events.Event) -> None:
         logs.log_event(event)
-        if not isinstance(event, events.RealChanged) or event.new is State.UNKNOWN:
+        if not isinstance(event, events.RealChanged):
+            return
+        detail = event.outcome.detail if event.outcome is not None else ""
+        self.timeline.add(status.Transition(event.at, event.virtual.label, event.real.label,
+                                            str(event.old), str(event.new), detail))
+        if event.new is State.UNKNOWN:
             return
         if self.ready.is_set() and self.engine is not None and self._status_pending is None:
             # A burst of changes (a switch failing) becomes one STATUS, and one snapshot of the engine.
@@ -337,6 +374,10 @@ class Daemon:
 
     def _reload_done(self, result: events.ReloadDone) -> bool:
         assert self.engine is not None
+        if result.ok:
+            self.config_mtime = _mtime(result.path)
+        else:
+            self.reload_failures += 1
         self.engine.events.emit(result)  # logged by our own observer, like every event
         # READY=1 ends systemd's "reloading" state; before the first round it would also end
         # start-up too early, so then only the status line changes.
@@ -380,9 +421,17 @@ class Daemon:
     # --- status ------------------------------------------------------------------------
 
     def status_snapshot(self) -> dict[str, Any]:
-        """What `healthd status --json` prints."""
+        """What `healthd status --json` prints, built at once (tests, small tables)."""
         snapshot = self.engine.snapshot() if self.engine is not None else None
-        engine = as_json(snapshot) if snapshot is not None else {"virtuals": []}
+        return self._document(snapshot, as_json(snapshot) if snapshot is not None else {"virtuals": []})
+
+    async def status_document(self) -> dict[str, Any]:
+        """What `healthd status --json` prints and the status page shows, built in slices."""
+        snapshot = await self.engine.snapshot_sliced() if self.engine is not None else None
+        engine = await status.snapshot_dict(snapshot) if snapshot is not None else {"virtuals": []}
+        return self._document(snapshot, engine)
+
+    def _document(self, snapshot: Snapshot | None, engine: dict[str, Any]) -> dict[str, Any]:
         return {
             "pid": os.getpid(),
             "config": self.config.path,
@@ -391,7 +440,18 @@ class Daemon:
             "started": self.started_at,
             "reloaded": self.reloaded_at,
             "reload_errors": list(self.reload_error),
+            "reloads": {"ok": self.reloads, "failed": self.reload_failures},
+            "config_mtime": self.config_mtime,
+            "http": self.web.url if self.web is not None else None,
             "summary": summary(snapshot) if snapshot is not None else "0/0 reals up in 0 virtual services",
             "execute": list(self.config.settings.execute),  # the children `status` lists after this one
+            "transitions": self.timeline.as_list(),
             **engine,
         }
+
+
+def _mtime(path: str) -> float | None:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return None

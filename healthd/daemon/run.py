@@ -29,7 +29,7 @@ def load_config(path: str) -> Config:
     return load(path)
 
 
-def start(path: str, *, debug: bool, ipvs: str) -> int:
+def start(path: str, *, debug: bool, ipvs: str, http: tuple[str, int] | None = None) -> int:
     try:
         config = load_config(path)
     except ConfigError as exc:
@@ -52,18 +52,20 @@ def start(path: str, *, debug: bool, ipvs: str) -> int:
     for problem in logs.configure(target, verbose=debug):
         print(f"healthd: {problem}", file=sys.stderr)
     if foreground:
-        return _serve(config, ipvs=ipvs, notifier=notifier)
-    return _detach(lambda report: _serve(config, ipvs=ipvs, notifier=notifier, report=report))
+        return _serve(config, ipvs=ipvs, notifier=notifier, http=http)
+    return _detach(lambda report: _serve(config, ipvs=ipvs, notifier=notifier, report=report, http=http))
 
 
 def _serve(
-    config: Config, *, ipvs: str, notifier: Notifier, report: Callable[[str], None] | None = None
+    config: Config, *, ipvs: str, notifier: Notifier, report: Callable[[str], None] | None = None,
+    http: tuple[str, int] | None = None,
 ) -> int:
-    return asyncio.run(_main(config, ipvs=ipvs, notifier=notifier, report=report))
+    return asyncio.run(_main(config, ipvs=ipvs, notifier=notifier, report=report, http=http))
 
 
 async def _main(
-    config: Config, *, ipvs: str, notifier: Notifier, report: Callable[[str], None] | None
+    config: Config, *, ipvs: str, notifier: Notifier, report: Callable[[str], None] | None,
+    http: tuple[str, int] | None = None,
 ) -> int:
     from healthd.daemon.wiring import build_engine, features, make_backend
     from healthd.ipvs.backend import IPVSError
@@ -97,6 +99,7 @@ async def _main(
         ipvs_kind=ipvs,
         on_started=(lambda: report("ok")) if report else None,
         features=features(config, ipvs=ipvs),
+        http=http,
     )
     try:
         return await daemon.run()

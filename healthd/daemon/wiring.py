@@ -47,8 +47,9 @@ def features(config: Config, ipvs: str | None = None) -> list[Feature]:
     """The daemon features to run beside the engine, each an observer of its events.
 
     Outputs: alert mails, monitorfile lines and the `execute=` children (started with the
-    same IPVS table kind as this daemon).
+    same IPVS table kind as this daemon); NotifyHooks: `notifycommand=` on state changes.
     """
+    from healthd.daemon.notify import NotifyHooks
     from healthd.daemon.outputs import Outputs
 
-    return [Outputs(config, ipvs=ipvs)]
+    return [Outputs(config, ipvs=ipvs), NotifyHooks()]

@@ -32,7 +32,7 @@ from healthd.engine.health import HealthBook
 from healthd.engine.maintenance import MaintenanceWatch, RealId
 from healthd.engine.policy import VirtualPlan, fallback_dest_key, plan_virtual, service_key
 from healthd.engine.scheduler import Scheduler
-from healthd.engine.snapshot import Snapshot, build_snapshot
+from healthd.engine.snapshot import Snapshot, build_snapshot, build_snapshot_sliced
 from healthd.ipvs.model import Entry, Operation, ServiceKey, Table
 from healthd.ipvs.refusals import Refusal, without_refused
 
@@ -393,6 +393,21 @@ class Engine:
 
     def snapshot(self) -> Snapshot:
         return build_snapshot(
+            self.config,
+            self.health,
+            self.applied,
+            {k: p.fallback_active for k, p in self._plans.items()},
+            self.maintenance.down,
+            first_round_done=self.first_round.is_set(),
+            last_sync_error=self.last_sync_error,
+            refused=tuple(self._refusals()),
+            scheduler=self.scheduler.stats(),
+            at=time.time(),
+        )
+
+    async def snapshot_sliced(self) -> Snapshot:
+        """snapshot(), built in slices between which checks go on (status page, scrapes, status)."""
+        return await build_snapshot_sliced(
             self.config,
             self.health,
             self.applied,

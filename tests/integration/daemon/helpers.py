@@ -93,12 +93,13 @@ class Healthd:
         if notify is not None:
             self.env["NOTIFY_SOCKET"] = str(notify.path)
         self.proc: asyncio.subprocess.Process | None = None
+        self.start_args: tuple[str, ...] = ()  # more options before CONFIG, such as ("--http", ADDR)
         self.lines: list[str] = []
         self._reader: asyncio.Task[None] | None = None
 
     async def start(self) -> Healthd:
         self.proc = await asyncio.create_subprocess_exec(
-            HEALTHD, "-d", "--ipvs", "memory", str(self.config), "start",
+            HEALTHD, "-d", "--ipvs", "memory", *self.start_args, str(self.config), "start",
             env=self.env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )

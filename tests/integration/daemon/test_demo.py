@@ -33,3 +33,34 @@ def test_demo_shows_a_real_leaving_and_rejoining(tmp_path: Path) -> None:
     assert "-> 127.0.0.2:" in tables[3] and "-> 127.0.0.4:" in tables[3]
     assert "127.0.0.3" in out and "went down" in out and "is up again" in out
     assert "(empty)" in tables[-1]  # cleanstop removed the virtual service at the end
+
+
+def test_demo_serves_its_status_page_while_it_runs(tmp_path: Path) -> None:
+    import json
+    import re
+    import urllib.request
+
+    proc = subprocess.Popen([str(HEALTHD), "demo"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, cwd=tmp_path)
+    try:
+        assert proc.stdout is not None
+        url = None
+        deadline = time.monotonic() + 30
+        while url is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            found = re.search(r"status page: (http://127\.0\.0\.1:\d+/)", line)
+            url = found.group(1) if found else None
+        assert url is not None, "the demo did not say where its status page is"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert response.status == 200 and b"status.json" in response.read()
+        with urllib.request.urlopen(url + "status.json", timeout=10) as response:
+            doc = json.load(response)
+        assert doc["ipvs"] == "memory" and doc["virtuals"][0]["service"].startswith("TCP 127.0.0.100:")
+        proc.stdout.read()  # to the end of the demo
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,1 @@
+"""Unit tests of healthd.web: listen addresses, the exposition, the status document encoding."""
