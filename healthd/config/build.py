@@ -74,6 +74,12 @@ class _Builder:
             cleanstop=self.g("cleanstop", True),
             smtp=self.g("smtp"),
             maintenancedir=maintenancedir,
+            successcount=self.g("successcount", 1),
+            fastinterval=self.g("fastinterval", 0.0),
+            slowstart=self.g("slowstart", 0.0),
+            drain=self.g("drain", 0.0),
+            depoolthreshold=self.g("depoolthreshold", 0.0),
+            agentport=self.g("agentport", 0),
         )
 
     def fallback(self, setting: Setting | None, family: int, protocol: str,
@@ -219,7 +225,11 @@ class _Builder:
             emailalert=get("emailalert", self.g("emailalert")),
             emailalertfreq=get("emailalertfreq", self.g("emailalertfreq", 0)),
             emailalertstatus=get("emailalertstatus", self.g("emailalertstatus", ("all",))),
-            smtp=get("smtp", self.g("smtp")), line=section.line,
+            smtp=get("smtp", self.g("smtp")),
+            slowstart=get("slowstart", self.g("slowstart", 0.0)),
+            drain=get("drain", self.g("drain", 0.0)),
+            depoolthreshold=get("depoolthreshold", self.g("depoolthreshold", 0.0)),
+            line=section.line,
         )
 
     def inherit_fallback(self, setting: Setting, family: int, protocol: str, port: int) -> Fallback | None:
@@ -352,6 +362,9 @@ class _Builder:
             negotiatetimeout=defaults.negotiatetimeout(vct, vnt, gct, gnt),
             checkinterval=get("checkinterval", g("checkinterval", defaults.DEFAULT_CHECKINTERVAL)),
             failurecount=get("failurecount", g("failurecount", 1)),
+            successcount=get("successcount", g("successcount", 1)),
+            fastinterval=get("fastinterval", g("fastinterval", 0.0)),
+            agentport=rl.agentport or get("agentport", g("agentport", 0)),
             checkcount=get("checkcount", g("checkcount", 1)),
             connect_every=vc.every,
             login=get("login", defaults.default_login(service)),

@@ -134,6 +134,13 @@ DIRECTIVES: dict[str, tuple[str, Parse]] = {
     "emailalertfreq": (BOTH, _plain(v.count)),
     "emailalertstatus": (BOTH, _plain(v.email_status)),
     "smtp": (BOTH, _plain(v.smtp_host)),
+    # healthd extensions (ldirectord rejects them): global, or per virtual to override
+    "successcount": (BOTH, _plain(v.positive_int)),
+    "fastinterval": (BOTH, _plain(v.positive_number)),
+    "slowstart": (BOTH, _plain(v.seconds)),
+    "drain": (BOTH, _plain(v.seconds)),
+    "depoolthreshold": (BOTH, _plain(v.fraction)),
+    "agentport": (BOTH, _plain(v.port_number)),
     # per virtual only
     "real": (VIRTUAL, lambda value, v6: v.real_line(value, v6=False)),
     "real6": (VIRTUAL, lambda value, v6: v.real_line(value, v6=True)),

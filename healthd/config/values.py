@@ -67,6 +67,25 @@ def positive_int(value: str) -> int:
     return int(value)
 
 
+def seconds(value: str) -> float:
+    """Seconds, zero allowed (a healthd extension's way of saying "off")."""
+    if not re.fullmatch(r"\d+(\.\d+)?", value) or float(value) > 86400:
+        raise Invalid("expected a number of seconds between 0 and 86400")
+    return float(value)
+
+
+def fraction(value: str) -> float:
+    """A fraction between 0 and 1 (0.5), or a percentage (50%)."""
+    percent = value.endswith("%")
+    number = value[:-1] if percent else value
+    if not re.fullmatch(r"\d+(\.\d+)?", number):
+        raise Invalid("expected a fraction between 0 and 1 (such as 0.5) or a percentage (50%)")
+    result = float(number) / 100 if percent else float(number)
+    if result > 1:
+        raise Invalid("expected a fraction between 0 and 1 (such as 0.5) or a percentage (50%)")
+    return result
+
+
 def count(value: str) -> int:
     """A whole number, zero allowed."""
     if not re.fullmatch(r"\d{1,10}", value):
@@ -141,6 +160,7 @@ class RealLine:
     lower: int
     upper: int
     double_colon: bool
+    agentport: int = 0  # healthd extension `agent:PORT`; 0 = the virtual's agentport, if any
 
 
 _REAL_ADDRESS_V4 = re.compile(rf"({_HOST})(?:->({_HOST}))?(?:(::?)({_PORT}))?")
@@ -169,7 +189,7 @@ def real_line(value: str, *, v6: bool) -> RealLine:
         weight = int(m.group(1))
         rest = rest[m.end() :].strip()
     request = receive = None
-    lower = upper = 0
+    lower = upper = agentport = 0
     while rest:
         if rest.startswith('"'):
             if request is not None:
@@ -180,18 +200,20 @@ def real_line(value: str, *, v6: bool) -> RealLine:
             request, receive = m.group(1), m.group(2)
             rest = rest[m.end() :].strip()
             continue
-        m = re.match(r"([lu]):(\d{1,9})(?=\s|$)", rest)
+        m = re.match(r"(l|u|agent):(\d{1,9})(?=\s|$)", rest)
         if m is None:
             raise Invalid(f"unexpected text {rest[:40]!r}: expected a weight, "
-                          '"request", "receive", l:N or u:N')
-        if m.group(1) == "l":
+                          '"request", "receive", l:N, u:N or agent:PORT')
+        if m.group(1) == "agent":
+            agentport = port_number(m.group(2))
+        elif m.group(1) == "l":
             lower = int(m.group(2))
         else:
             upper = int(m.group(2))
         rest = rest[m.end() :].strip()
     if lower and upper and lower > upper:
         raise Invalid(f"the lower threshold l:{lower} is above the upper threshold u:{upper}")
-    return RealLine(first, last, forward, weight, request, receive, lower, upper, double_colon)
+    return RealLine(first, last, forward, weight, request, receive, lower, upper, double_colon, agentport)
 
 
 def _real_address(head: str, *, v6: bool) -> tuple[HostPort, HostPort | None, bool]:
