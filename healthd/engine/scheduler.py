@@ -12,6 +12,14 @@ scheduler cancels any run still going GRACE seconds after that, reporting it as
 a failure. A numeric checktype N runs one negotiate, then N connect checks; after a
 failure of either kind the next run is a negotiate (ldirectord's rule).
 
+Two healthd extensions ride on the same schedule. `interval_of(identity)` is asked
+after every verdict (healthd.engine.health.next_interval): while a change of state
+is pending it may return `fastinterval`, and the next run moves forward to
+now + that interval; the normal grid resumes once it returns `checkinterval`. An
+identity with an `agentport` gets its agent asked (`agent(identity)`) beside every
+run, concurrently and under the same deadline; its answer (None: no answer) goes
+to `on_agent` just before the run's verdict goes to `on_outcome`.
+
 Why a timing wheel rather than one loop.call_at() per identity: at 10,000 checks a
 second, asyncio's timer heap of TimerHandle objects (compared in Python) cost about
 half of the scheduler's CPU. Here identities due in the same millisecond share a
@@ -29,10 +37,14 @@ from array import array
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
+from healthd.checks.agent import AgentReply
 from healthd.checks.spec import CheckSpec, CheckType, Outcome
 
 RunCheck = Callable[[CheckSpec], Awaitable[Outcome]]
 OnOutcome = Callable[[CheckSpec, Outcome], None]
+IntervalOf = Callable[[CheckSpec], float]
+RunAgent = Callable[[CheckSpec], Awaitable["AgentReply | None"]]
+OnAgent = Callable[[CheckSpec, "AgentReply | None"], None]
 
 # Checktypes whose verdict never changes: nothing to schedule.
 UNSCHEDULED = frozenset({CheckType.ON, CheckType.OFF})
@@ -87,7 +99,8 @@ class _Slot:
     """The schedule of one identity."""
 
     __slots__ = (
-        "active", "connect_spec", "deferred", "due", "interval", "overdue_at", "runs", "spec", "task",
+        "active", "bucket", "connect_spec", "deferred", "due", "interval", "overdue_at", "runs", "spec",
+        "task",
     )
 
     def __init__(self, spec: CheckSpec) -> None:
@@ -97,6 +110,7 @@ class _Slot:
         if spec.connect_every > 0:
             self.connect_spec = dataclasses.replace(spec, type=CheckType.CONNECT, connect_every=0)
         self.due = 0.0
+        self.bucket = 0  # the wheel bucket the slot currently waits in; entries in others are stale
         self.runs = 0
         self.deferred = False  # this tick was already held back once
         self.active = True
@@ -126,9 +140,15 @@ class Scheduler:
     # check less often, never report reals down.
     SHED_LAG = 0.2
 
-    def __init__(self, run: RunCheck, on_outcome: OnOutcome, *, lateness_samples: int = 1 << 16) -> None:
+    def __init__(
+        self, run: RunCheck, on_outcome: OnOutcome, *, lateness_samples: int = 1 << 16,
+        interval_of: IntervalOf | None = None, agent: RunAgent | None = None, on_agent: OnAgent | None = None,
+    ) -> None:
         self._run = run
         self._on_outcome = on_outcome
+        self._interval_of = interval_of
+        self._agent = agent
+        self._on_agent = on_agent
         self._slots: dict[CheckSpec, _Slot] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._buckets: dict[int, list[_Slot]] = {}  # bucket number -> slots due in it
@@ -206,6 +226,7 @@ class Scheduler:
         """Put the slot in the bucket of its due time (or of `at`, for a deferred tick)."""
         when = slot.due if at is None else at
         number = -int(-when // self.RESOLUTION)  # the first bucket that starts at or after `when`
+        slot.bucket = number
         bucket = self._buckets.get(number)
         if bucket is not None:
             bucket.append(slot)
@@ -238,7 +259,7 @@ class Scheduler:
                 number = heapq.heappop(heap)
                 late = number < late_before
                 for slot in buckets.pop(number):
-                    if slot.active:
+                    if slot.active and slot.bucket == number:
                         self._tick(slot, now, late)
         finally:
             self._driving = False
@@ -298,6 +319,9 @@ class Scheduler:
         assert loop is not None
         started = loop.time()
         self.lateness.add(started - due)
+        agent: asyncio.Task[AgentReply | None] | None = None
+        if self._agent is not None and slot.spec.agentport:
+            agent = loop.create_task(self._agent(slot.spec))
         try:
             outcome = await self._run(spec)
         except asyncio.CancelledError:
@@ -307,17 +331,57 @@ class Scheduler:
                     task.uncancel()
                 outcome = Outcome(False, f"no verdict within {spec.deadline:g} s", loop.time() - started)
             else:
+                if agent is not None:
+                    agent.cancel()
                 raise
         except Exception as exc:  # a bug in a check must not kill its schedule
             outcome = Outcome(False, f"check failed: {type(exc).__name__}: {exc}", loop.time() - started)
         finally:
-            self._running.pop(slot, None)
-            slot.task = None
+            if agent is None:
+                self._running.pop(slot, None)
+                slot.task = None
+        reply: AgentReply | None = None
+        if agent is not None:
+            try:
+                reply = await agent  # bounded by the agent's own deadline (healthd.checks.agent)
+            except asyncio.CancelledError:
+                if not slot.active:
+                    raise
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+                agent.cancel()
+            except Exception:  # a broken agent is no answer
+                reply = None
+            finally:
+                self._running.pop(slot, None)
+                slot.task = None
         self.runs_finished += 1
         if not outcome.ok and slot.connect_spec is not None:
             slot.runs = 0  # as ldirectord: after any failure the next run negotiates again
         if slot.active:
+            if agent is not None and self._on_agent is not None:
+                self._on_agent(slot.spec, reply)
             self._on_outcome(slot.spec, outcome)
+            if self._interval_of is not None:
+                self._retime(slot, self._interval_of(slot.spec))
+
+    def _retime(self, slot: _Slot, interval: float) -> None:
+        """Switch the slot to `interval`: a shorter one brings the next run forward to now + interval,
+        a longer one puts it one new interval after the run that was last due."""
+        interval = max(interval, 0.001)
+        previous = slot.interval
+        if interval == previous or not slot.active:
+            slot.interval = interval
+            return
+        slot.interval = interval
+        loop = self._loop
+        assert loop is not None
+        due = loop.time() + interval if interval < previous else slot.due - previous + interval
+        if interval < previous and due >= slot.due:
+            return
+        slot.due = due
+        self._enqueue(slot)  # the entry in the old bucket is now stale and skipped
 
     # -- inspection --------------------------------------------------------------------------
 
