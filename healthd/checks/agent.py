@@ -21,6 +21,8 @@ import enum
 import re
 from dataclasses import dataclass
 
+from healthd.checks.spec import CheckSpec
+
 MAX_LINE = 512  # bytes read from an agent; a longer line is cut there
 AGENT_DEADLINE = 2.0  # seconds an agent may take at most, whatever the check's deadline
 
@@ -99,3 +101,8 @@ async def query_agent(address: str, port: int, deadline: float) -> AgentReply | 
                 await asyncio.wait_for(writer.wait_closed(), 0.1)
     line = data.split(b"\n", 1)[0].decode("ascii", errors="replace")
     return parse_agent_line(line)
+
+
+async def run_agent(spec: CheckSpec) -> AgentReply | None:
+    """The agent of the real `spec` checks, on its agentport, under the check's deadline."""
+    return await query_agent(spec.address, spec.agentport, spec.deadline)

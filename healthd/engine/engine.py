@@ -1,6 +1,6 @@
 """The engine: check verdicts in, a reconciled IPVS table out.
 
-    outcomes -> HealthBook -> (a state changed) -> coalesce a few ms -> policy -> Reconciler.sync
+    outcomes -> HealthBook -> (a state changed) -> coalesce a few ms -> policy -> safety -> Reconciler.sync
 
 One applier task owns every call to the reconciler, so syncs never overlap and a
 burst of state changes becomes one sync. Policy is recomputed only for the
@@ -8,6 +8,12 @@ virtuals a change touched; the reconciler still gets the whole desired table.
 The daemon drives it: start(), reload(config), stop(cleanstop), snapshot(),
 `first_round` (set once every check gave a verdict and the table was applied)
 and the `on_event` hook.
+
+The healthd extensions of healthd.engine.safety (agent weights, depoolthreshold,
+slowstart, drain) shape each plan; the engine only feeds them: agent answers from
+the scheduler, the time (loop.time(), passed in), the kernel's active connections
+of draining reals (read every DRAIN_POLL seconds while one drains), and a timer
+for the moment a shaped plan says it changes by itself (`wake_at`).
 """
 
 from __future__ import annotations
@@ -20,16 +26,18 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from healthd.checks.agent import AgentReply, run_agent
 from healthd.checks.spec import CheckSpec, Outcome
 from healthd.config.model import Config, Real, Virtual
 from healthd.engine import events
 from healthd.engine.commands import CommandQueue, CommandResult, fallback_argv
-from healthd.engine.health import HealthBook, State
+from healthd.engine.health import HealthBook, State, next_interval
 from healthd.engine.maintenance import MaintenanceDir, resolve_names
 from healthd.engine.policy import VirtualPlan, fallback_dest_key, plan_virtual, service_key
-from healthd.engine.scheduler import Scheduler
+from healthd.engine.safety import SafetyState, Shaped, real_dest_key, shape
+from healthd.engine.scheduler import RunAgent, Scheduler
 from healthd.engine.snapshot import Snapshot, build_snapshot
-from healthd.ipvs.model import Entry, ServiceKey, Table
+from healthd.ipvs.model import DestKey, Entry, ServiceKey, Table
 
 log = logging.getLogger("healthd.engine")
 
@@ -64,6 +72,8 @@ class Engine:
         resolver: Callable[[str], str | None] | None = None,
         freeze_gc: bool = True,
         resync_interval: float | None = 60.0,
+        agent: RunAgent = run_agent,
+        drain_poll: float = 0.5,
     ) -> None:
         self.config = config
         self._runner = runner
@@ -77,7 +87,11 @@ class Engine:
         self.freeze_gc = freeze_gc
         self.resync_interval = resync_interval  # seconds between drift repairs; None: never
         self.health = HealthBook()
-        self.scheduler = Scheduler(runner.run, self._on_outcome)
+        self.scheduler = Scheduler(
+            runner.run, self._on_outcome, agent=agent, on_agent=self._on_agent,
+            interval_of=lambda spec: next_interval(spec, self.health.get(spec)),
+        )
+        self.drain_poll = drain_poll  # seconds between two reads of a draining real's connections
         self.commands = CommandQueue(command_timeout)
         self.first_round = asyncio.Event()
         self.last_sync_error: str | None = None
@@ -102,6 +116,15 @@ class Engine:
         self._applied_cond = asyncio.Condition()
         self._tasks: list[asyncio.Task[None]] = []
         self._resolving: asyncio.Task[None] | None = None
+        # healthd.engine.safety: its state per virtual (kept across reloads), its last result,
+        # agent answers per check identity, active connections of draining reals
+        self._safety: dict[ServiceKey, SafetyState] = {}
+        self._shaped: dict[ServiceKey, Shaped] = {}
+        self._agents: dict[CheckSpec, AgentReply] = {}
+        self._conns: dict[ServiceKey, dict[DestKey, int]] = {}
+        self._wake_at: float | None = None
+        self._waker: asyncio.TimerHandle | None = None
+        self._drain_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._started = False
 
@@ -146,6 +169,9 @@ class Engine:
         self._retired |= gone
         for key in gone:
             self._plans.pop(key, None)
+            self._safety.pop(key, None)
+            self._shaped.pop(key, None)
+            self._conns.pop(key, None)
             if self._command_state.pop(key, None) == "start":
                 self._submit_command(key, old_virtuals[key], "stop")
         self._setup_maintenance(config)
@@ -169,6 +195,11 @@ class Engine:
         self._stopping = True
         await self.scheduler.stop()
         self._wake.set()
+        if self._waker is not None:
+            self._waker.cancel()
+        if self._drain_task is not None:
+            self._drain_task.cancel()
+            await asyncio.gather(self._drain_task, return_exceptions=True)
         for task in self._tasks:
             task.cancel()
         if self._resolving is not None:
@@ -215,6 +246,18 @@ class Engine:
                     self._virtuals[key], real, spec, transition.old, transition.new, outcome, transition.at
                 )
             )
+        self._mark_dirty()
+
+    def _on_agent(self, spec: CheckSpec, reply: AgentReply | None) -> None:
+        if self._agents.get(spec) == reply:
+            return
+        if reply is None:
+            self._agents.pop(spec, None)
+        else:
+            self._agents[spec] = reply
+        for key, real in self._users.get(spec, ()):
+            self._dirty.add(key)
+            self._emit(events.AgentChanged(self._virtuals[key], real, None if reply is None else str(reply)))
         self._mark_dirty()
 
     def _mark_dirty(self) -> None:
@@ -266,6 +309,7 @@ class Engine:
         settings = self.config.settings
         lookup = self.health.state
         maintenance = self._maint.down if self._maint is not None else frozenset()
+        now = asyncio.get_running_loop().time()
         for key in keys:
             virtual = self._virtuals.get(key)
             if virtual is None:
@@ -273,9 +317,100 @@ class Engine:
             previous = self._plans.get(key)
             was_active = previous.fallback_active if previous else self._adopted_fallback(virtual, key)
             plan = plan_virtual(virtual, settings, lookup, maintenance, self._adopted.get(key), was_active)
+            shaped = shape(virtual, plan, self._health_info, maintenance, self._agents.get,
+                           self._conns.get(key, {}), self._safety.get(key), now, ramp=not self._first_pending)
+            self._report_safety(virtual, self._shaped.get(key), shaped, now)
+            self._safety[key] = shaped.state
+            self._shaped[key] = shaped
+            plan = VirtualPlan(shaped.entry, shaped.fallback_active)
             self._plans[key] = plan
             if previous is not None and previous.fallback_active != plan.fallback_active:
                 self._emit(events.FallbackChanged(virtual, plan.fallback_active))
+        self._arm_waker()
+        if any(s.state.draining for s in self._shaped.values()) and (
+            self._drain_task is None or self._drain_task.done()
+        ):
+            loop = asyncio.get_running_loop()
+            self._drain_task = loop.create_task(self._drain_loop(), name="healthd-drain")
+
+    def _health_info(self, spec: CheckSpec) -> tuple[State, float]:
+        rec = self.health.get(spec)
+        return (State.UNKNOWN, 0.0) if rec is None else (rec.state, rec.since)
+
+    def _report_safety(self, virtual: Virtual, before: Shaped | None, after: Shaped, now: float) -> None:
+        """Events for what safety changed: reals held in by depoolthreshold, drains begun and ended."""
+        old_held = before.held if before is not None else frozenset()
+        if after.held != old_held:
+            failing = sum(1 for r in virtual.reals if self.health.state(r.check) is State.DOWN)
+            for real in virtual.reals:
+                dkey = real_dest_key(virtual, real)
+                if dkey in after.held ^ old_held:
+                    self._emit(events.DepoolHeld(virtual, real, dkey in after.held, after.serving_needed,
+                                                 failing))
+        old_drain = before.state.draining if before is not None else {}
+        new_drain = after.state.draining
+        for dkey in new_drain.keys() - old_drain.keys():
+            self._emit(events.DrainChanged(virtual, str(dkey), True, new_drain[dkey].reason, 0.0))
+        for dkey in old_drain.keys() - new_drain.keys():
+            drain = old_drain[dkey]
+            if dkey in after.entry.dests and after.entry.dests[dkey].weight > 0:
+                how = "it serves again"
+            elif now >= drain.until:
+                how = "drain time is up"
+            else:
+                how = "no active connection left"
+            self._emit(events.DrainChanged(virtual, str(dkey), False, how, now - drain.since))
+
+    def _arm_waker(self) -> None:
+        """One timer for the earliest moment a shaped plan changes by itself (ramp step, drain end)."""
+        wakes = [s.wake_at for s in self._shaped.values() if s.wake_at is not None]
+        when = min(wakes) if wakes else None
+        if when == self._wake_at:
+            return
+        if self._waker is not None:
+            self._waker.cancel()
+            self._waker = None
+        self._wake_at = when
+        if when is not None and not self._stopping:
+            self._waker = asyncio.get_running_loop().call_at(when, self._woken)
+
+    def _woken(self) -> None:
+        self._waker = None
+        self._wake_at = None
+        now = asyncio.get_running_loop().time()
+        for key, shaped in self._shaped.items():
+            if shaped.wake_at is not None and shaped.wake_at <= now + 0.001:
+                self._dirty.add(key)
+        self._mark_dirty()
+
+    async def _drain_loop(self) -> None:
+        """While a real drains, read the kernel's active connections of draining reals."""
+        while not self._stopping:
+            draining = {k: s.state.draining for k, s in self._shaped.items() if s.state.draining}
+            if not draining:
+                return
+            try:
+                table = await self._dump()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._emit(events.Notice(f"cannot read connection counters of draining reals: {exc}"))
+                table = {}
+            changed = False
+            for key, reals in draining.items():
+                entry = table.get(key)
+                if entry is None:
+                    continue
+                # a draining real someone already removed has nothing left to drain
+                conns = {d: entry.dests[d].active_conns if d in entry.dests else 0 for d in reals}
+                if conns != self._conns.get(key):
+                    self._conns[key] = conns
+                    if any(n <= 0 for n in conns.values()):
+                        self._dirty.add(key)
+                        changed = True
+            if changed:
+                self._mark_dirty()
+            await asyncio.sleep(self.drain_poll)
 
     def _adopted_fallback(self, virtual: Virtual, key: ServiceKey) -> bool:
         """Was the fallback server serving in the kernel table we adopted?"""
@@ -427,6 +562,7 @@ class Engine:
         self._virtuals = virtuals
         self._users = users
         self.health.track(users)
+        self._agents = {spec: reply for spec, reply in self._agents.items() if spec in users}
         if self._first_pending:
             self._awaiting_first = {s for s in users if self.scheduler_wants(s) and self._never_checked(s)}
 
@@ -470,6 +606,7 @@ class Engine:
             last_sync_error=self.last_sync_error,
             scheduler=self.scheduler.stats(),
             at=time.time(),
+            shaped=self._shaped,
         )
 
     def state_of(self, spec: CheckSpec) -> State:

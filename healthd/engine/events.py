@@ -76,4 +76,36 @@ class Notice:
     message: str
 
 
-Event = RealChanged | MaintenanceChanged | FallbackChanged | CommandFinished | SyncFailed | Notice
+@dataclass(frozen=True, slots=True)
+class DepoolHeld:
+    """depoolthreshold keeps a real whose check fails in the table (held), or no longer needs to."""
+
+    virtual: Virtual
+    real: Real
+    held: bool
+    serving_needed: int  # the floor: ceil(depoolthreshold x reals)
+    failing: int  # reals of the virtual whose check fails
+
+
+@dataclass(frozen=True, slots=True)
+class DrainChanged:
+    """A leaving real went to weight 0 to drain (draining), or left the table (not draining)."""
+
+    virtual: Virtual
+    real: str  # label: a real removed by a reload has no Real any more
+    draining: bool
+    reason: str  # why it leaves ("maintenance", ...), or how the drain ended
+    seconds: float  # how long it drained (0 when it starts)
+
+
+@dataclass(frozen=True, slots=True)
+class AgentChanged:
+    """A real's agent said something new (reply None: it stopped answering)."""
+
+    virtual: Virtual
+    real: Real
+    reply: str | None
+
+
+Event = (RealChanged | MaintenanceChanged | FallbackChanged | CommandFinished | SyncFailed | Notice
+         | DepoolHeld | DrainChanged | AgentChanged)

@@ -13,6 +13,7 @@ from healthd.config.model import Config
 from healthd.engine.events import describe
 from healthd.engine.health import HealthBook, State
 from healthd.engine.policy import dest_port, fallback_dest_key, service_key
+from healthd.engine.safety import Shaped
 from healthd.engine.scheduler import SchedulerStats
 from healthd.ipvs.model import DestKey, Forward, ServiceKey, Table
 
@@ -30,6 +31,11 @@ class RealStatus:
     last_detail: str
     last_latency: float | None  # seconds
     last_at: float | None  # wall clock of the last verdict
+    # healthd extensions (healthd.engine.safety)
+    held_by_depoolthreshold: bool = False  # in the table although its check fails
+    draining: bool = False  # at weight 0 until its connections end
+    ramping_to: int | None = None  # slowstart: the weight the ramp ends at; None = not ramping
+    agent: str | None = None  # what its agent last said, `50%`; None = no agent or no answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +46,9 @@ class VirtualStatus:
     fallback_active: bool
     fallback_weight: int | None  # weight of the fallback server in the applied table
     reals: tuple[RealStatus, ...]
+    serving_needed: int = 0  # depoolthreshold: reals kept serving even if their checks fail
+    held_by_depoolthreshold: int = 0  # how many reals that floor holds in right now
+    draining_removed: tuple[str, ...] = ()  # reals removed by a reload, draining (labels)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,14 +72,19 @@ def build_snapshot(
     last_sync_error: str | None,
     scheduler: SchedulerStats,
     at: float,
+    shaped: Mapping[ServiceKey, Shaped] | None = None,
 ) -> Snapshot:
     virtuals = []
     for virtual in config.virtuals:
         key = service_key(virtual)
         entry = applied.get(key)
+        safety = shaped.get(key) if shaped is not None else None
         reals = []
+        known: set[DestKey] = set()
         for real in virtual.reals:
             dkey = DestKey(real.address, dest_port(key, Forward(real.forward), real.port))
+            known.add(dkey)
+            reply = safety.agent.get(dkey) if safety is not None else None
             dest = entry.dests.get(dkey) if entry is not None else None
             rec = health.get(real.check)
             last = rec.last if rec is not None else None
@@ -87,6 +101,10 @@ def build_snapshot(
                     last_detail=last.detail if last is not None else "",
                     last_latency=last.latency if last is not None else None,
                     last_at=rec.last_at if rec is not None and last is not None else None,
+                    held_by_depoolthreshold=safety is not None and dkey in safety.held,
+                    draining=safety is not None and dkey in safety.state.draining,
+                    ramping_to=safety.ramping.get(dkey) if safety is not None else None,
+                    agent=str(reply) if reply is not None else None,
                 )
             )
         fkey = fallback_dest_key(virtual, config.settings)
@@ -100,6 +118,11 @@ def build_snapshot(
                 fallback_active=active,
                 fallback_weight=fdest.weight if fdest is not None and active else None,
                 reals=tuple(reals),
+                serving_needed=safety.serving_needed if safety is not None else 0,
+                held_by_depoolthreshold=len(safety.held) if safety is not None else 0,
+                draining_removed=tuple(
+                    str(k) for k in (safety.state.draining if safety is not None else ()) if k not in known
+                ),
             )
         )
     return Snapshot(at, config.path, first_round_done, last_sync_error, scheduler, tuple(virtuals))
