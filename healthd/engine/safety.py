@@ -69,6 +69,12 @@ class SafetyState:
     present: Mapping[DestKey, Dest] = field(default_factory=dict)  # reals in the last shaped entry
     ramps: Mapping[DestKey, float] = field(default_factory=dict)  # real -> when its ramp started
     draining: Mapping[DestKey, Draining] = field(default_factory=dict)
+    # False when the virtual had no safety directive: `present` was not recorded, so nothing is
+    # known of what served before (a reload that turns slowstart on starts no ramp)
+    tracked: bool = True
+
+
+UNTRACKED = SafetyState(tracked=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +124,12 @@ def real_dest_key(virtual: Virtual, real: Real) -> DestKey:
     return DestKey(real.address, dest_port(service_key(virtual), Forward(real.forward), real.port))
 
 
+def enabled(virtual: Virtual) -> bool:
+    """Whether any safety rule applies to the virtual (else `shape` returns the plan as it is)."""
+    return bool(virtual.slowstart or virtual.drain or virtual.depoolthreshold
+                or any(real.check.agentport for real in virtual.reals))
+
+
 def shape(
     virtual: Virtual,
     plan: VirtualPlan,
@@ -132,7 +144,9 @@ def shape(
 ) -> Shaped:
     """Apply the safety rules to `plan`. `conns`: active connections per real as last read (absent:
     not known yet); `ramp`: False while the first round of checks runs (no slow start at start-up)."""
-    prev = previous or SafetyState()
+    if not enabled(virtual) and (previous is None or not (previous.ramps or previous.draining)):
+        return Shaped(plan.entry, plan.fallback_active, UNTRACKED)  # the plain policy, at no cost
+    prev = previous or UNTRACKED
     dests: dict[DestKey, Dest] = dict(plan.entry.dests)
     real_keys: dict[DestKey, Real] = {}
     replies: dict[DestKey, AgentReply] = {}
@@ -196,7 +210,7 @@ def shape(
                 continue
             started = prev.ramps.get(dkey)
             was_serving = (old := prev.present.get(dkey)) is not None and old.weight > 0
-            if started is None and ramp and previous is not None and not was_serving:
+            if started is None and ramp and prev.tracked and not was_serving:
                 started = now
             if started is None:
                 continue
@@ -246,6 +260,3 @@ def shape(
     )
 
 
-def plain(plan: VirtualPlan, previous: SafetyState | None = None) -> Shaped:
-    """The plan unchanged, for a virtual with no safety directive set."""
-    return Shaped(plan.entry, plan.fallback_active, previous or SafetyState())

@@ -255,3 +255,16 @@ def test_a_draining_real_that_comes_back_serves_again() -> None:
     leaving = run(v, {"10.0.0.2": U, "10.0.0.3": U}, previous=start.state, now=100, maintenance=maint)
     back = run(v, {"10.0.0.2": U, "10.0.0.3": U}, previous=leaving.state, now=101, conns={"10.0.0.3": 3})
     assert weights(back) == {"10.0.0.2": 10, "10.0.0.3": 10} and not back.state.draining
+
+
+def test_turning_slowstart_on_by_reload_ramps_no_real_that_already_serves() -> None:
+    before = run(virtual(reals=reals(2)), {"10.0.0.2": U, "10.0.0.3": U}, ramp=False)
+    assert not before.state.tracked  # nothing set: the plain plan, nothing recorded
+    after = run(virtual(reals=reals(2), slowstart=10.0), {"10.0.0.2": U, "10.0.0.3": U},
+                previous=before.state, now=200)
+    assert weights(after) == {"10.0.0.2": 10, "10.0.0.3": 10} and not after.ramping
+    down = run(virtual(reals=reals(2), slowstart=10.0), {"10.0.0.2": U, "10.0.0.3": D},
+               previous=after.state, now=201)
+    back = run(virtual(reals=reals(2), slowstart=10.0), {"10.0.0.2": U, "10.0.0.3": U},
+               previous=down.state, now=202)
+    assert weights(back)["10.0.0.3"] == 1  # from then on, a real that comes back ramps
