@@ -15,9 +15,12 @@ an ldirectord.cf without them gives exactly the plain policy's table.
   brings in a real whose check fails. No answer: no effect.
 - depoolthreshold=F: while fewer than ceil(F x reals) reals serve (weight > 0),
   reals that are out *because their check failed* are kept in at their
-  configured weight, the ones that failed last first ("held"). Reals out by
-  maintenance or by their agent are the operator's decision and never held. A
-  held real counts as serving, so the fallback stays off while one is held.
+  configured weight, the ones that failed last first ("held"); a real already
+  held stays held while the floor needs it, so traffic does not shuffle between
+  failing reals. Reals out by maintenance or by their agent are the operator's
+  decision and never held. As the fallback does, it acts on evidence: while a
+  real of the virtual waits for its first verdict, no new real is held. A held
+  real counts as serving, so the fallback stays off while one is held.
 - slowstart=S: a real that starts serving again (back from down, quiesced or
   maintenance, or added by a reload) gets a growing share of its weight: at most
   SLOWSTART_STEPS steps from weight/steps up to weight, the full weight S seconds
@@ -39,7 +42,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from healthd.checks.agent import AgentReply, AgentState
-from healthd.checks.spec import CheckSpec
+from healthd.checks.spec import CheckSpec, CheckType
 from healthd.config.model import Real, Virtual
 from healthd.engine.health import State
 from healthd.engine.policy import Maintenance, VirtualPlan, dest_port, service_key
@@ -69,6 +72,7 @@ class SafetyState:
     present: Mapping[DestKey, Dest] = field(default_factory=dict)  # reals in the last shaped entry
     ramps: Mapping[DestKey, float] = field(default_factory=dict)  # real -> when its ramp started
     draining: Mapping[DestKey, Draining] = field(default_factory=dict)
+    held: frozenset[DestKey] = frozenset()  # held in by depoolthreshold
     # False when the virtual had no safety directive: `present` was not recorded, so nothing is
     # known of what served before (a reload that turns slowstart on starts no ramp)
     tracked: bool = True
@@ -151,7 +155,8 @@ def shape(
     real_keys: dict[DestKey, Real] = {}
     replies: dict[DestKey, AgentReply] = {}
     no_drain: set[DestKey] = set()  # out because a check (or the agent's `down`) says so
-    failed: list[tuple[float, int, DestKey, Real]] = []  # held-in candidates
+    failed: list[tuple[bool, float, int, DestKey, Real]] = []  # held-in candidates, best first
+    pending = False  # a real waits for its first verdict
     wake: list[float] = []
 
     for index, real in enumerate(virtual.reals):
@@ -166,9 +171,11 @@ def shape(
             continue
         if state is State.DOWN:
             no_drain.add(dkey)
-            failed.append((-since, index, dkey, real))
+            failed.append((dkey not in prev.held, -since, index, dkey, real))
             continue
         current = dests.get(dkey)
+        if state is State.UNKNOWN and current is None and real.check.type is not CheckType.OFF:
+            pending = True
         if state is not State.UP or current is None or reply is None:
             continue
         if reply.state is AgentState.DOWN or reply.state is AgentState.MAINT:
@@ -187,10 +194,10 @@ def shape(
     fallback_active = plan.fallback_active
     if needed:
         serving = sum(1 for k, d in dests.items() if k in real_keys and d.weight > 0)
-        for _since, _index, dkey, real in sorted(failed):
+        for new, _since, _index, dkey, real in sorted(failed):
             if serving >= needed:
                 break
-            if real.weight <= 0:
+            if real.weight <= 0 or (new and pending):
                 continue
             dests[dkey] = Dest(dkey.address, dkey.port, Forward(real.forward), real.weight, real.upper,
                                real.lower)
@@ -247,7 +254,7 @@ def shape(
             wake.append(drain.until)
 
     present = {k: d for k, d in dests.items() if k in real_keys or k in draining}
-    state = SafetyState(present, ramps, draining)
+    state = SafetyState(present, ramps, draining, frozenset(held))
     return Shaped(
         entry=Entry(plan.entry.service, dests),
         fallback_active=fallback_active,

@@ -268,3 +268,26 @@ def test_turning_slowstart_on_by_reload_ramps_no_real_that_already_serves() -> N
     back = run(virtual(reals=reals(2), slowstart=10.0), {"10.0.0.2": U, "10.0.0.3": U},
                previous=down.state, now=202)
     assert weights(back)["10.0.0.3"] == 1  # from then on, a real that comes back ramps
+
+
+def test_a_held_real_stays_held_rather_than_shuffling_to_a_later_failure() -> None:
+    v = virtual(reals=reals(4), depoolthreshold=0.5)
+    first = run(v, {"10.0.0.2": U, "10.0.0.3": (D, 10.0), "10.0.0.4": (D, 20.0), "10.0.0.5": U})
+    assert weights(first) == {"10.0.0.2": 10, "10.0.0.5": 10} and not first.held
+    one = run(v, {"10.0.0.2": U, "10.0.0.3": (D, 10.0), "10.0.0.4": (D, 20.0), "10.0.0.5": (D, 30.0)},
+              previous=first.state)
+    assert one.held == {DestKey("10.0.0.5", 80)}
+    all_down = {"10.0.0.2": (D, 40.0), "10.0.0.3": (D, 10.0), "10.0.0.4": (D, 20.0), "10.0.0.5": (D, 30.0)}
+    two = run(v, all_down, previous=one.state)
+    assert two.held == {DestKey("10.0.0.5", 80), DestKey("10.0.0.2", 80)}  # .5 kept, .2 failed last
+    again = run(v, {**all_down, "10.0.0.4": (D, 50.0)}, previous=two.state)
+    assert again.held == two.held  # a later failure does not push a held real out
+
+
+def test_nothing_new_is_held_while_a_real_waits_for_its_first_verdict() -> None:
+    v = virtual(reals=reals(4), depoolthreshold=0.5)
+    start = run(v, {"10.0.0.2": (D, 1.0), "10.0.0.3": (D, 2.0), "10.0.0.4": N, "10.0.0.5": N})
+    assert weights(start) == {} and not start.held
+    known = run(v, {"10.0.0.2": (D, 1.0), "10.0.0.3": (D, 2.0), "10.0.0.4": (D, 3.0), "10.0.0.5": (D, 4.0)},
+                previous=start.state)
+    assert weights(known) == {"10.0.0.4": 10, "10.0.0.5": 10}
