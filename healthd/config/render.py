@@ -59,7 +59,7 @@ def virtual_dict(v: Virtual) -> dict[str, Any]:
         "address": v.address, "port": v.port if v.fwmark is None else None, "fwmark": v.fwmark,
         "family": v.family, "protocol": v.protocol, "scheduler": v.scheduler,
         "persistent": v.persistent, "netmask": v.netmask, "schedflags": list(v.schedflags) or None,
-        "ops": v.ops, "service": v.service, "checktype": v.checktype,
+        "ops": v.ops, "service": v.service, "checktype": v.checktype_text,
         "reals": [real_dict(r) for r in v.reals], "fallback": _fallback(v.fallback),
         "fallbackcommand": v.fallbackcommand, "quiescent": v.quiescent, "cleanstop": v.cleanstop,
         "servicename": v.servicename, "comment": v.comment, "monitorfile": v.monitorfile,
@@ -160,7 +160,7 @@ def to_text(config: Config) -> str:
         if v.ops:
             extra += ", one-packet scheduling"
         lines += ["", f"virtual {v.label} {v.protocol}, scheduler {v.scheduler}{extra}, "
-                      f"checktype {v.checktype}, service {v.service}, quiescent {_yes(v.quiescent)}"]
+                      f"checktype {v.checktype_text}, service {v.service}, quiescent {_yes(v.quiescent)}"]
         safety = [f"{name} {value}" for name, value in (
             ("slowstart", f"{_num(v.slowstart)}s" if v.slowstart else ""),
             ("drain", f"{_num(v.drain)}s" if v.drain else ""),

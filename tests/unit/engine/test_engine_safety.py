@@ -8,11 +8,11 @@ from healthd.checks.agent import AgentReply, AgentState
 from healthd.checks.spec import CheckSpec
 from healthd.engine import events
 from healthd.engine.engine import Engine
-from healthd.ipvs.model import Dest, DestKey, Family, Protocol, ServiceKey
+from healthd.ipvs.model import Dest, DestKey, Family, ServiceKey, ServiceProtocol
 
 from .fakes import RecordingReconciler, ScriptedRunner, config, real, spec, virtual
 
-KEY = ServiceKey(Family.INET, Protocol.TCP, "10.0.0.1", 80)
+KEY = ServiceKey(Family.INET, ServiceProtocol.TCP, "10.0.0.1", 80)
 IV = 0.05
 
 

@@ -104,6 +104,12 @@ class Flapping:
         self.gate = asyncio.Event()
         self.gate.set()
 
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
     async def run(self, spec: CheckSpec) -> Outcome:
         await self.gate.wait()
         ok = self.rng.random() < 0.6
@@ -128,7 +134,7 @@ async def test_the_engine_applies_the_plain_policy_table(path: Path) -> None:
             runner.gate.clear()
             await asyncio.sleep(0.01)  # verdicts of runs already past the gate land
             await eng.flush()
-            plain = desired_table(fast, eng.state_of, frozenset(), {},
+            plain = desired_table(fast, eng.health.state, frozenset(), {},
                                   [k for k, p in eng._plans.items() if p.fallback_active])
             assert eng.applied == plain.table
         assert all(service_key(v) in eng.applied for v in fast.virtuals)
