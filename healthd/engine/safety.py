@@ -46,7 +46,7 @@ from healthd.checks.spec import CheckSpec, CheckType
 from healthd.config.model import Real, Virtual
 from healthd.engine.health import State
 from healthd.engine.policy import Maintenance, VirtualPlan, dest_port, service_key
-from healthd.ipvs.model import Dest, DestKey, Entry, Forward
+from healthd.ipvs.model import Dest, DestKey, Entry, Forward, ServiceKey
 
 SLOWSTART_STEPS = 10  # a ramp changes the weight at most this many times
 
@@ -124,8 +124,9 @@ def serving_floor(threshold: float, reals: int) -> int:
     return min(reals, math.ceil(threshold * reals - 1e-9))
 
 
-def real_dest_key(virtual: Virtual, real: Real) -> DestKey:
-    return DestKey(real.address, dest_port(service_key(virtual), Forward(real.forward), real.port))
+def real_dest_key(virtual: Virtual, real: Real, key: ServiceKey | None = None) -> DestKey:
+    """Where `real` sits in the virtual's IPVS entry (`key`: the virtual's service key, if known)."""
+    return DestKey(real.address, dest_port(key or service_key(virtual), Forward(real.forward), real.port))
 
 
 def enabled(virtual: Virtual) -> bool:
@@ -151,6 +152,7 @@ def shape(
     if not enabled(virtual) and (previous is None or not (previous.ramps or previous.draining)):
         return Shaped(plan.entry, plan.fallback_active, UNTRACKED)  # the plain policy, at no cost
     prev = previous or UNTRACKED
+    skey = plan.entry.service.key
     dests: dict[DestKey, Dest] = dict(plan.entry.dests)
     real_keys: dict[DestKey, Real] = {}
     replies: dict[DestKey, AgentReply] = {}
@@ -160,7 +162,7 @@ def shape(
     wake: list[float] = []
 
     for index, real in enumerate(virtual.reals):
-        dkey = real_dest_key(virtual, real)
+        dkey = real_dest_key(virtual, real, skey)
         real_keys[dkey] = real
         state, since = health(real.check)
         in_maintenance = (real.address, real.port) in maintenance
