@@ -317,8 +317,28 @@ def format_status(live: dict[str, Any]) -> str:
             lines.append(
                 f"    {real.get('real', '?'):<22} {real.get('state', '?'):<7} {table:<12} since {when}, "
                 f"{real.get('consecutive_failures', 0)} failures{maint}; last check: {last}{took}"
+                f"{_safety_notes(real)}"
             )
+        for label in virtual.get("draining_removed", []):
+            lines.append(f"    {label:<22} removed by reload, draining at weight 0")
+        if virtual.get("held_by_depoolthreshold"):
+            lines.append(f"    depoolthreshold holds {virtual['held_by_depoolthreshold']} failing real(s) in "
+                         f"(at least {virtual.get('serving_needed')} must serve)")
     return "\n".join(lines)
+
+
+def _safety_notes(real: dict[str, Any]) -> str:
+    """What the healthd extensions do to this real right now, if anything."""
+    notes = []
+    if real.get("held_by_depoolthreshold"):
+        notes.append("HELD IN by depoolthreshold although its check fails")
+    if real.get("draining"):
+        notes.append("draining")
+    if real.get("ramping_to") is not None:
+        notes.append(f"slowstart ramp to weight {real['ramping_to']}")
+    if real.get("agent"):
+        notes.append(f"agent says {real['agent']}")
+    return "; " + "; ".join(notes) if notes else ""
 
 
 VERB_HANDLERS = {

@@ -41,6 +41,11 @@ class CheckSpec:
     negotiatetimeout: float = 30.0
     checkinterval: float = 10.0
     failurecount: int = 1
+    # healthd extensions (off by default): consecutive passes before a down real is up again;
+    # the interval while a verdict is pending (0 = checkinterval); the real's agent port (0 = none)
+    successcount: int = 1
+    fastinterval: float = 0.0
+    agentport: int = 0
     checkcount: int = 1  # ping attempts
     connect_every: int = 0  # numeric checktype N: N connect checks between two negotiates
     login: str = ""

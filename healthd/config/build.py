@@ -93,6 +93,12 @@ class _Builder:
             cleanstop=self.global_value("cleanstop", True),
             smtp=self.global_value("smtp"),
             maintenancedir=maintenancedir,
+            successcount=self.global_value("successcount", 1),
+            fastinterval=self.global_value("fastinterval", 0.0),
+            slowstart=self.global_value("slowstart", 0.0),
+            drain=self.global_value("drain", 0.0),
+            depoolthreshold=self.global_value("depoolthreshold", 0.0),
+            agentport=self.global_value("agentport", 0),
         )
 
     def fallback(self, setting: Setting | None, family: int, protocol: ServiceProtocol,
@@ -224,7 +230,11 @@ class _Builder:
             emailalert=get("emailalert", self.global_value("emailalert")),
             emailalertfreq=get("emailalertfreq", self.global_value("emailalertfreq", 0)),
             emailalertstatus=get("emailalertstatus", self.global_value("emailalertstatus", ("all",))),
-            smtp=get("smtp", self.global_value("smtp")), line=section.line,
+            smtp=get("smtp", self.global_value("smtp")),
+            slowstart=get("slowstart", self.global_value("slowstart", 0.0)),
+            drain=get("drain", self.global_value("drain", 0.0)),
+            depoolthreshold=get("depoolthreshold", self.global_value("depoolthreshold", 0.0)),
+            line=section.line,
         )
 
     def protocol(self, written: VirtualAddress, settings: dict[str, Setting]) -> ServiceProtocol:
@@ -388,6 +398,9 @@ class _Builder:
             negotiatetimeout=defaults.negotiatetimeout(*own, *inherited),
             checkinterval=get("checkinterval", inherit("checkinterval", defaults.DEFAULT_CHECKINTERVAL)),
             failurecount=get("failurecount", inherit("failurecount", 1)),
+            successcount=get("successcount", inherit("successcount", 1)),
+            fastinterval=get("fastinterval", inherit("fastinterval", 0.0)),
+            agentport=written.agentport or get("agentport", inherit("agentport", 0)),
             checkcount=get("checkcount", inherit("checkcount", 1)),
             connect_every=context.every,
             login=get("login", defaults.default_login(service)),

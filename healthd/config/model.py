@@ -72,6 +72,12 @@ class Virtual:
     emailalertfreq: int = 0
     emailalertstatus: tuple[str, ...] = ("all",)
     smtp: str | None = None
+    # healthd extensions (healthd.engine.safety), 0 = off: seconds of weight ramp for a real that
+    # comes back, seconds a leaving real may drain, fraction of reals that failed checks cannot
+    # take below
+    slowstart: float = 0.0
+    drain: float = 0.0
+    depoolthreshold: float = 0.0
     line: int = 0
 
     @property
@@ -115,6 +121,14 @@ class GlobalSettings:
     cleanstop: bool = True
     smtp: str | None = None
     maintenancedir: str | None = None
+    # healthd extensions, as written globally (0 = off); the effective values are in each
+    # Virtual (slowstart, drain, depoolthreshold) and CheckSpec (successcount, fastinterval, agentport)
+    successcount: int = 1
+    fastinterval: float = 0.0
+    slowstart: float = 0.0
+    drain: float = 0.0
+    depoolthreshold: float = 0.0
+    agentport: int = 0
 
 
 @dataclass(frozen=True, slots=True)

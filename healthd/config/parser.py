@@ -174,6 +174,13 @@ DIRECTIVES: dict[str, tuple[str, Parse]] = {
     "tlsname": (BOTH, _plain(tls_values.name)),
     "tlscert": (BOTH, _plain(tls_values.readable_file)),
     "tlskey": (BOTH, _plain(tls_values.readable_file)),
+    # healthd extensions (ldirectord rejects them): global, or per virtual to override
+    "successcount": (BOTH, _plain(v.positive_int)),
+    "fastinterval": (BOTH, _plain(v.positive_number)),
+    "slowstart": (BOTH, _plain(v.seconds)),
+    "drain": (BOTH, _plain(v.seconds)),
+    "depoolthreshold": (BOTH, _plain(v.fraction)),
+    "agentport": (BOTH, _plain(v.port_number)),
     # per virtual only
     "real": (VIRTUAL, lambda value, v6: v.real_line(value, v6=False)),
     "real6": (VIRTUAL, lambda value, v6: v.real_line(value, v6=True)),

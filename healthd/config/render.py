@@ -38,7 +38,15 @@ def check_dict(c: CheckSpec) -> dict[str, Any]:
         "secret_set": bool(c.secret), "command": c.command or None,
         "command_args": list(c.command_args) or None,
         "tls": c.tls.describe() if c.tls is not None else None,
+        **_set({"successcount": c.successcount if c.successcount != 1 else None,
+                "fastinterval": _num(c.fastinterval) if c.fastinterval else None,
+                "agentport": c.agentport or None}),
     }
+
+
+def _set(extensions: dict[str, Any]) -> dict[str, Any]:
+    """healthd's extension directives, only those set: an ldirectord file renders as before."""
+    return {k: v for k, v in extensions.items() if v is not None}
 
 
 def real_dict(r: Real) -> dict[str, Any]:
@@ -58,6 +66,9 @@ def virtual_dict(v: Virtual) -> dict[str, Any]:
         "servicename": v.servicename, "comment": v.comment, "monitorfile": v.monitorfile,
         "emailalert": v.emailalert, "emailalertfreq": v.emailalertfreq,
         "emailalertstatus": list(v.emailalertstatus), "smtp": v.smtp, "line": v.line,
+        **_set({"slowstart": _num(v.slowstart) if v.slowstart else None,
+                "drain": _num(v.drain) if v.drain else None,
+                "depoolthreshold": v.depoolthreshold or None}),
     }
 
 
@@ -73,6 +84,11 @@ def global_dict(g: GlobalSettings) -> dict[str, Any]:
         "emailalertfreq": g.emailalertfreq, "emailalertstatus": list(g.emailalertstatus),
         "emailalertfrom": g.emailalertfrom, "cleanstop": g.cleanstop, "smtp": g.smtp,
         "maintenancedir": g.maintenancedir,
+        **_set({"successcount": g.successcount if g.successcount != 1 else None,
+                "fastinterval": _num(g.fastinterval) if g.fastinterval else None,
+                "slowstart": _num(g.slowstart) if g.slowstart else None,
+                "drain": _num(g.drain) if g.drain else None,
+                "depoolthreshold": g.depoolthreshold or None, "agentport": g.agentport or None}),
     }
 
 
@@ -117,8 +133,15 @@ def describe_check(c: CheckSpec) -> str:
     if c.connect_every:
         what += f", with {c.connect_every} connect checks between negotiations"
     timeout = c.deadline
+    extra = ""
+    if c.successcount != 1:
+        extra += f", up after {c.successcount} passes"
+    if c.fastinterval:
+        extra += f", every {_num(c.fastinterval)}s while undecided"
+    if c.agentport:
+        extra += f", agent on port {c.agentport}"
     return (f"{what}; every {_num(c.checkinterval)}s, timeout {_num(timeout)}s, "
-            f"down after {c.failurecount} failure{'s' if c.failurecount != 1 else ''}")
+            f"down after {c.failurecount} failure{'s' if c.failurecount != 1 else ''}{extra}")
 
 
 def to_text(config: Config) -> str:
@@ -141,6 +164,12 @@ def to_text(config: Config) -> str:
             extra += ", one-packet scheduling"
         lines += ["", f"virtual {v.label} {v.protocol}, scheduler {v.scheduler}{extra}, "
                       f"checktype {v.checktype_text}, service {v.service}, quiescent {_yes(v.quiescent)}"]
+        safety = [f"{name} {value}" for name, value in (
+            ("slowstart", f"{_num(v.slowstart)}s" if v.slowstart else ""),
+            ("drain", f"{_num(v.drain)}s" if v.drain else ""),
+            ("depoolthreshold", f"{v.depoolthreshold:g}" if v.depoolthreshold else "")) if value]
+        if safety:
+            lines.append(f"  healthd extensions: {', '.join(safety)}")
         if v.servicename or v.comment:
             lines.append(f"  {' - '.join(x for x in (v.servicename, v.comment) if x)}")
         for r in v.reals:

@@ -159,6 +159,25 @@ def positive_int(value: str) -> Any:
     return noted(int(digits), ignored)
 
 
+def seconds(value: str) -> float:
+    """Seconds, zero allowed (a healthd extension's way of saying "off")."""
+    if not re.fullmatch(r"\d+(\.\d+)?", value) or float(value) > 86400:
+        raise Invalid("expected a number of seconds between 0 and 86400")
+    return float(value)
+
+
+def fraction(value: str) -> float:
+    """A fraction between 0 and 1 (0.5), or a percentage (50%)."""
+    percent = value.endswith("%")
+    number = value[:-1] if percent else value
+    if not re.fullmatch(r"\d+(\.\d+)?", number):
+        raise Invalid("expected a fraction between 0 and 1 (such as 0.5) or a percentage (50%)")
+    result = float(number) / 100 if percent else float(number)
+    if result > 1:
+        raise Invalid("expected a fraction between 0 and 1 (such as 0.5) or a percentage (50%)")
+    return result
+
+
 def count(value: str, *, leading: bool = False) -> Any:
     """A whole number, zero allowed."""
     digits, ignored = _digits(value, "expected a whole number (0 or more)", leading=leading)
@@ -236,6 +255,7 @@ class RealLine:
     lower: int
     upper: int
     double_colon: bool
+    agentport: int = 0  # healthd extension `agent:PORT`; 0 = the virtual's agentport, if any
 
 
 _REAL_ADDRESS_V4 = re.compile(rf"({_HOST})(?:->({_HOST}))?(?:(::?)({_PORT}))?")
@@ -264,7 +284,7 @@ def real_line(value: str, *, v6: bool) -> RealLine | Noted:
     rest = words[1] if len(words) > 1 else ""
     weight: int | None = None
     request = receive = None
-    lower = upper = 0
+    lower = upper = agentport = 0
     seen_upper = False
     pending: list[str] = []  # unknown words: ignored if a known part follows, else refused
     ignored: list[str] = []
@@ -287,7 +307,7 @@ def real_line(value: str, *, v6: bool) -> RealLine | Noted:
             continue
         token, _, rest = rest.partition(" ")
         rest = rest.strip()
-        threshold = re.fullmatch(r"([lu]):(\d{1,9})", token)
+        threshold = re.fullmatch(r"(l|u|agent):(\d{1,9})", token)
         if weight is None and re.fullmatch(r"\d+", token):
             if len(token) > 9 or int(token) > 65535:
                 raise Invalid("the weight must be between 0 and 65535")
@@ -295,7 +315,9 @@ def real_line(value: str, *, v6: bool) -> RealLine | Noted:
             weight = int(token)
         elif threshold is not None:
             known()
-            if threshold.group(1) == "l":
+            if threshold.group(1) == "agent":  # healthd extension
+                agentport = port_number(threshold.group(2))
+            elif threshold.group(1) == "l":
                 lower = int(threshold.group(2))
                 if seen_upper:
                     notes.append("ldirectord reads no u: written before l: (its table then has no "
@@ -307,11 +329,11 @@ def real_line(value: str, *, v6: bool) -> RealLine | Noted:
             pending.append(token)
     if pending:
         raise Invalid(f"unexpected text {' '.join(pending)[:40]!r}: expected a weight, "
-                      '"request", "receive", l:N or u:N')
+                      '"request", "receive", l:N, u:N or agent:PORT')
     if ignored:
         notes.append(f"the text '{' '.join(ignored)[:40]}' is ignored, as ldirectord ignores it")
     line = RealLine(first, last, forward, 1 if weight is None else weight, request, receive,
-                    lower, upper, double_colon)
+                    lower, upper, double_colon, agentport)
     return Noted(line, "; ".join(notes)) if notes else line
 
 

@@ -229,5 +229,27 @@ def log_event(event: events.Event) -> None:
             log.debug("IPVS refused: %s: %s", describe_op(operation), error)  # the reconciler warns already
         case events.Notice(message=message):
             log.warning("%s", message)
+        case events.DepoolHeld(virtual=virtual, real=real, held=held, serving_needed=need, failing=failing):
+            extra = {"VIRTUAL": virtual.label, "REAL": real.label, "DEPOOL": "held" if held else "released"}
+            if held:  # loud on purpose: the table now serves from a real whose check fails
+                log.warning("DEPOOLTHRESHOLD: real server %s of %s fails its check but stays in the "
+                            "table: %d of %d reals fail and depoolthreshold keeps %d serving",
+                            real.label, virtual.label, failing, len(virtual.reals), need, extra=extra)
+            else:
+                log.warning("depoolthreshold no longer holds real server %s of %s in the table",
+                            real.label, virtual.label, extra=extra)
+        case events.DrainChanged(virtual=virtual, real=real, draining=draining, reason=reason,
+                                 seconds=seconds):
+            extra = {"VIRTUAL": virtual.label, "REAL": real, "DRAIN": "start" if draining else "end"}
+            if draining:
+                log.info("real server %s of %s drains at weight 0 (%s)", real, virtual.label, reason,
+                         extra=extra)
+            else:
+                log.info("real server %s of %s drained after %.1f s: %s", real, virtual.label, seconds,
+                         reason, extra=extra)
+        case events.AgentChanged(virtual=virtual, real=real, reply=reply):
+            log.info("agent of real server %s of %s %s", real.label, virtual.label,
+                     f"says {reply}" if reply is not None else "does not answer (its check decides)",
+                     extra={"VIRTUAL": virtual.label, "REAL": real.label, "AGENT": reply or "none"})
         case events.TableApplied() | events.CheckDone():
             pass  # routine: metrics and monitorfile observe these, the journal does not

@@ -1,6 +1,6 @@
 """The engine: check verdicts in, a reconciled IPVS table out, typed events to its observers.
 
-    outcomes -> HealthBook -> (a state changed) -> coalesce a few ms -> policy -> Reconciler.sync
+    outcomes -> HealthBook -> (a state changed) -> coalesce a few ms -> policy -> safety -> Reconciler.sync
 
 One applier task owns every call to the reconciler, so syncs never overlap and a
 burst of state changes becomes one sync. Policy is recomputed only for the
@@ -11,6 +11,12 @@ everything that happens is published on `events` (healthd.engine.bus.EventBus).
 The jobs around it live in their own modules: maintenancedir (maintenance.MaintenanceWatch),
 fallbackcommand (commands.FallbackCommands), first-round tracking (first_round.FirstRound),
 GC freezing (gcfreeze).
+
+The healthd extensions of healthd.engine.safety (agent weights, depoolthreshold,
+slowstart, drain) shape each plan; the engine only feeds them: agent answers from
+the scheduler, the time (loop.time(), passed in), the kernel's active connections
+of draining reals (read every `drain_poll` seconds while one drains), and a timer
+for the moment a shaped plan says it changes by itself (`wake_at`).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
+from healthd.checks.agent import AgentReply, run_agent
 from healthd.checks.spec import CheckSpec, Outcome
 from healthd.config.model import Config, Real, Virtual
 from healthd.engine import events
@@ -28,13 +35,15 @@ from healthd.engine.bus import EventBus
 from healthd.engine.commands import FallbackCommands
 from healthd.engine.first_round import FirstRound
 from healthd.engine.gcfreeze import freeze_long_lived
-from healthd.engine.health import HealthBook
+from healthd.engine.health import HealthBook, next_interval
 from healthd.engine.maintenance import MaintenanceWatch, RealId
 from healthd.engine.policy import VirtualPlan, fallback_dest_key, plan_virtual, service_key
-from healthd.engine.scheduler import Scheduler
+from healthd.engine.safety import SafetyState, Shaped, real_dest_key, shape
+from healthd.engine.scheduler import RunAgent, Scheduler
 from healthd.engine.snapshot import Snapshot, build_snapshot, build_snapshot_sliced
-from healthd.ipvs.model import Entry, Operation, ServiceKey, Table
+from healthd.ipvs.model import DestKey, Entry, Operation, ServiceKey, Table
 from healthd.ipvs.refusals import Refusal, without_refused
+from healthd.vocab import State
 
 
 class Runner(Protocol):
@@ -80,6 +89,8 @@ class Engine:
         resolver: Callable[[str], str | None] | None = None,
         freeze_gc: bool = True,
         resync_interval: float | None = 60.0,
+        agent: RunAgent = run_agent,
+        drain_poll: float = 0.5,
     ) -> None:
         self.config = config
         self.events = events if events is not None else EventBus()
@@ -93,7 +104,11 @@ class Engine:
         self.freeze_gc = freeze_gc
         self.resync_interval = resync_interval  # seconds between drift repairs; None: never
         self.health = HealthBook()
-        self.scheduler = Scheduler(runner.run, self._on_outcome)
+        self.scheduler = Scheduler(
+            runner.run, self._on_outcome, agent=agent, on_agent=self._on_agent,
+            interval_of=lambda spec: next_interval(spec, self.health.get(spec)),
+        )
+        self.drain_poll = drain_poll  # seconds between two reads of a draining real's connections
         self.fallback_commands = FallbackCommands(self.events, command_timeout)
         self.maintenance = MaintenanceWatch(self._maintenance_changed, self._notice,
                                             period=maintenance_period, resolve_deadline=resolve_deadline,
@@ -118,6 +133,15 @@ class Engine:
         self._retry: asyncio.TimerHandle | None = None  # wakes the applier when a refused entry is due
         self._stopping = False
         self._started = False
+        # healthd.engine.safety: its state per virtual (kept across reloads), its last result,
+        # agent answers per check identity, active connections of draining reals
+        self._safety: dict[ServiceKey, SafetyState] = {}
+        self._shaped: dict[ServiceKey, Shaped] = {}
+        self._agents: dict[CheckSpec, AgentReply] = {}
+        self._conns: dict[ServiceKey, dict[DestKey, int]] = {}
+        self._wake_at: float | None = None
+        self._waker: asyncio.TimerHandle | None = None
+        self._drain_task: asyncio.Task[None] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -164,6 +188,9 @@ class Engine:
         self._retired |= gone
         for key in gone:
             self._plans.pop(key, None)
+            self._safety.pop(key, None)
+            self._shaped.pop(key, None)
+            self._conns.pop(key, None)
             self.fallback_commands.retire(key, old_virtuals[key], config.settings.fallbackcommand)
         self._configure_maintenance(config)
         self.scheduler.update(self._users)
@@ -185,6 +212,11 @@ class Engine:
         try:
             await self.scheduler.stop()
             self._wake.set()
+            if self._waker is not None:
+                self._waker.cancel()
+            if self._drain_task is not None:
+                self._drain_task.cancel()
+                await asyncio.gather(self._drain_task, return_exceptions=True)
             if self._applier is not None:
                 self._applier.cancel()
                 await asyncio.gather(self._applier, return_exceptions=True)
@@ -245,6 +277,19 @@ class Engine:
                     self.events.emit(events.MaintenanceChanged(virtual, real, entered))
         self._mark_dirty()
 
+    def _on_agent(self, spec: CheckSpec, reply: AgentReply | None) -> None:
+        if self._agents.get(spec) == reply:
+            return
+        if reply is None:
+            self._agents.pop(spec, None)
+        else:
+            self._agents[spec] = reply
+        for key, real in self._users.get(spec, ()):
+            self._dirty.add(key)
+            said = None if reply is None else str(reply)
+            self.events.emit(events.AgentChanged(self._virtuals[key], real, said))
+        self._mark_dirty()
+
     def _notice(self, message: str) -> None:
         self.events.emit(events.Notice(message))
 
@@ -295,6 +340,9 @@ class Engine:
         settings = self.config.settings
         lookup = self.health.state
         maintenance = self.maintenance.down
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        ramp = self.first_round.is_set()  # no slow start for the reals of the first round
         for key in keys:
             virtual = self._virtuals.get(key)
             if virtual is None:
@@ -302,9 +350,101 @@ class Engine:
             previous = self._plans.get(key)
             was_active = previous.fallback_active if previous else self._adopted_fallback(virtual, key)
             plan = plan_virtual(virtual, settings, lookup, maintenance, self._adopted.get(key), was_active)
+            shaped = shape(virtual, plan, self._health_info, maintenance, self._agents.get,
+                           self._conns.get(key, {}), self._safety.get(key), now, ramp=ramp)
+            self._report_safety(virtual, self._shaped.get(key), shaped, now)
+            self._safety[key] = shaped.state
+            self._shaped[key] = shaped
+            plan = VirtualPlan(shaped.entry, shaped.fallback_active)
             self._plans[key] = plan
             if previous is not None and previous.fallback_active != plan.fallback_active:
                 self.events.emit(events.FallbackChanged(virtual, plan.fallback_active))
+        self._arm_waker()
+        if any(s.state.draining for s in self._shaped.values()) and (
+            self._drain_task is None or self._drain_task.done()
+        ):
+            self._drain_task = loop.create_task(self._drain_loop(), name="healthd-drain")
+
+    # -- the safety extensions' inputs ------------------------------------------------------------
+
+    def _health_info(self, spec: CheckSpec) -> tuple[State, float]:
+        rec = self.health.get(spec)
+        return (State.UNKNOWN, 0.0) if rec is None else (rec.state, rec.since)
+
+    def _report_safety(self, virtual: Virtual, before: Shaped | None, after: Shaped, now: float) -> None:
+        """Events for what safety changed: reals held in by depoolthreshold, drains begun and ended."""
+        old_held = before.held if before is not None else frozenset()
+        if after.held != old_held:
+            failing = sum(1 for r in virtual.reals if self.health.state(r.check) is State.DOWN)
+            for real in virtual.reals:
+                dkey = real_dest_key(virtual, real)
+                if dkey in after.held ^ old_held:
+                    held = dkey in after.held
+                    self.events.emit(events.DepoolHeld(virtual, real, held, after.serving_needed, failing))
+        old_drain = before.state.draining if before is not None else {}
+        new_drain = after.state.draining
+        for dkey in new_drain.keys() - old_drain.keys():
+            self.events.emit(events.DrainChanged(virtual, str(dkey), True, new_drain[dkey].reason, 0.0))
+        for dkey in old_drain.keys() - new_drain.keys():
+            drain = old_drain[dkey]
+            if dkey in after.entry.dests and after.entry.dests[dkey].weight > 0:
+                how = "it serves again"
+            elif now >= drain.until:
+                how = "drain time is up"
+            else:
+                how = "no active connection left"
+            self.events.emit(events.DrainChanged(virtual, str(dkey), False, how, now - drain.since))
+
+    def _arm_waker(self) -> None:
+        """One timer for the earliest moment a shaped plan changes by itself (ramp step, drain end)."""
+        wakes = [s.wake_at for s in self._shaped.values() if s.wake_at is not None]
+        when = min(wakes) if wakes else None
+        if when == self._wake_at:
+            return
+        if self._waker is not None:
+            self._waker.cancel()
+            self._waker = None
+        self._wake_at = when
+        if when is not None and not self._stopping:
+            self._waker = asyncio.get_running_loop().call_at(when, self._woken)
+
+    def _woken(self) -> None:
+        self._waker = None
+        self._wake_at = None
+        now = asyncio.get_running_loop().time()
+        for key, shaped in self._shaped.items():
+            if shaped.wake_at is not None and shaped.wake_at <= now + 0.001:
+                self._dirty.add(key)
+        self._mark_dirty()
+
+    async def _drain_loop(self) -> None:
+        """While a real drains, read the kernel's active connections of draining reals."""
+        while not self._stopping:
+            draining = {k: s.state.draining for k, s in self._shaped.items() if s.state.draining}
+            if not draining:
+                return
+            try:
+                table = await self._reconciler.dump()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._notice(f"cannot read connection counters of draining reals: {exc}")
+                table = {}
+            changed = False
+            for key, reals in draining.items():
+                entry = table.get(key)
+                if entry is None:
+                    continue
+                # a draining real someone already removed has nothing left to drain
+                conns = {d: entry.dests[d].active_conns if d in entry.dests else 0 for d in reals}
+                if conns != self._conns.get(key):
+                    self._conns[key] = conns
+                    if any(n <= 0 for n in conns.values()):
+                        self._dirty.add(key)
+                        changed = True
+            if changed:
+                self._mark_dirty()
+            await asyncio.sleep(self.drain_poll)
 
     def _adopted_fallback(self, virtual: Virtual, key: ServiceKey) -> bool:
         """Was the fallback server serving in the kernel table we adopted?"""
@@ -387,6 +527,7 @@ class Engine:
         self._virtuals = virtuals
         self._users = users
         self.health.track(users)
+        self._agents = {spec: reply for spec, reply in self._agents.items() if spec in users}
         self._first.expect(users, self.health)
 
     # -- status ----------------------------------------------------------------------------------
@@ -403,6 +544,7 @@ class Engine:
             refused=tuple(self._refusals()),
             scheduler=self.scheduler.stats(),
             at=time.time(),
+            shaped=self._shaped,
         )
 
     async def snapshot_sliced(self) -> Snapshot:
@@ -418,4 +560,5 @@ class Engine:
             refused=tuple(self._refusals()),
             scheduler=self.scheduler.stats(),
             at=time.time(),
+            shaped=self._shaped,
         )

@@ -129,10 +129,42 @@ class Notice:
     message: str
 
 
+@dataclass(frozen=True, slots=True)
+class DepoolHeld:
+    """depoolthreshold keeps a real whose check fails in the table (held), or no longer needs to."""
+
+    virtual: Virtual
+    real: Real
+    held: bool
+    serving_needed: int  # the floor: ceil(depoolthreshold x reals)
+    failing: int  # reals of the virtual whose check fails
+
+
+@dataclass(frozen=True, slots=True)
+class DrainChanged:
+    """A leaving real went to weight 0 to drain (draining), or left the table (not draining)."""
+
+    virtual: Virtual
+    real: str  # label: a real removed by a reload has no Real any more
+    draining: bool
+    reason: str  # why it leaves ("maintenance", ...), or how the drain ended
+    seconds: float  # how long it drained (0 when it starts)
+
+
+@dataclass(frozen=True, slots=True)
+class AgentChanged:
+    """A real's agent said something new (reply None: it stopped answering)."""
+
+    virtual: Virtual
+    real: Real
+    reply: str | None
+
+
 Event = (RealChanged | CheckDone | MaintenanceChanged | FallbackChanged | CommandFinished | TableApplied
-         | SyncFailed | OperationRefused | ReloadDone | Notice)
+         | SyncFailed | OperationRefused | ReloadDone | Notice | DepoolHeld | DrainChanged | AgentChanged)
 
 # Events an observer gets when it names no kinds. CheckDone is left out: one per check
 # run (10,000 a second) is built only for an observer that asks for it by name.
 ROUTINE: tuple[type[Event], ...] = (RealChanged, MaintenanceChanged, FallbackChanged, CommandFinished,
-                                    TableApplied, SyncFailed, OperationRefused, ReloadDone, Notice)
+                                    TableApplied, SyncFailed, OperationRefused, ReloadDone, Notice,
+                                    DepoolHeld, DrainChanged, AgentChanged)

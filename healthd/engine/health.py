@@ -3,7 +3,12 @@
 A check identity (a CheckSpec) is "unknown" until its first verdict: it leaves
 that state on its first success (up) or once `failurecount` consecutive failures
 accumulate (down). After that, `failurecount` consecutive failures take it down
-and one success brings it back up, as in ldirectord.
+and one success brings it back up, as in ldirectord; with the healthd extension
+`successcount=N` a down identity needs N consecutive successes (a first verdict
+still needs one: start-up is not delayed). While a change is pending (some
+failures, or some successes, counted but not yet enough) the identity is
+"undecided", and `fastinterval` checks it at that shorter interval
+(`next_interval`).
 
 Unknown is not down: a real whose check never ran is never given traffic, but
 policy may keep an entry the kernel already had while its first checks run, and
@@ -34,11 +39,12 @@ class Transition:
 class Record:
     """The mutable health of one identity. Read it, never write it outside HealthBook."""
 
-    __slots__ = ("checks", "failures", "last", "last_at", "since", "state")
+    __slots__ = ("checks", "failures", "last", "last_at", "since", "state", "successes")
 
     def __init__(self, since: float) -> None:
         self.state = State.UNKNOWN
         self.failures = 0  # consecutive failures
+        self.successes = 0  # consecutive successes while down (successcount)
         self.since = since  # when `state` was entered (wall clock)
         self.last: Outcome | None = None
         self.last_at = 0.0  # when `last` arrived (wall clock)
@@ -52,6 +58,21 @@ def fixed_state(spec: CheckSpec) -> State | None:
     if spec.type is CheckType.OFF:
         return State.UNKNOWN
     return None
+
+
+def undecided(spec: CheckSpec, rec: Record) -> bool:
+    """A change of state is counting: failures short of failurecount, or passes short of successcount."""
+    if rec.state is State.DOWN:
+        return 0 < rec.successes < spec.successcount
+    return 0 < rec.failures < spec.failurecount
+
+
+def next_interval(spec: CheckSpec, rec: Record | None) -> float:
+    """Seconds until the identity's next check: `fastinterval` while undecided, else `checkinterval`."""
+    fast = spec.fastinterval
+    if fast and fast < spec.checkinterval and rec is not None and undecided(spec, rec):
+        return fast
+    return spec.checkinterval
 
 
 class HealthBook:
@@ -88,12 +109,15 @@ class HealthBook:
         old = rec.state
         if outcome.ok:
             rec.failures = 0
-            new = State.UP
+            rec.successes += 1
+            new = State.UP if old is not State.DOWN or rec.successes >= spec.successcount else old
         else:
+            rec.successes = 0
             rec.failures += 1
             new = State.DOWN if rec.failures >= spec.failurecount or old is State.DOWN else old
         if new is old:
             return None
+        rec.successes = 0
         rec.state = new
         rec.since = now
         return Transition(spec, old, new, outcome, now)

@@ -12,6 +12,14 @@ scheduler cancels any run still going GRACE seconds after that, reporting it as
 a failure. A numeric checktype N runs one negotiate, then N connect checks; after a
 failure of either kind the next run is a negotiate (ldirectord's rule).
 
+Two healthd extensions ride on the same schedule. `interval_of(identity)` is asked
+after every verdict (healthd.engine.health.next_interval): while a change of state
+is pending it may return `fastinterval`, and the next run moves forward to
+now + that interval; the normal grid resumes once it returns `checkinterval`. An
+identity with an `agentport` gets its agent asked (`agent(identity)`) beside every
+run, concurrently and under the same deadline; its answer (None: no answer) goes
+to `on_agent` just before the run's verdict goes to `on_outcome`.
+
 Why a timing wheel rather than one loop.call_at() per identity: at 10,000 checks a
 second, asyncio's timer heap of TimerHandle objects (compared in Python) cost about
 half of the scheduler's CPU. Here identities due in the same millisecond share a
@@ -31,10 +39,14 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from healthd.checks import failures
+from healthd.checks.agent import AgentReply
 from healthd.checks.spec import CheckSpec, CheckType, Outcome
 
 RunCheck = Callable[[CheckSpec], Awaitable[Outcome]]
 OnOutcome = Callable[[CheckSpec, Outcome], None]
+IntervalOf = Callable[[CheckSpec], float]
+RunAgent = Callable[[CheckSpec], Awaitable["AgentReply | None"]]
+OnAgent = Callable[[CheckSpec, "AgentReply | None"], None]
 
 
 
@@ -118,7 +130,8 @@ class _Schedule:
     """The schedule of one identity."""
 
     __slots__ = (
-        "active", "connect_spec", "deferred", "due", "interval", "overdue_at", "runs", "spec", "task",
+        "active", "bucket", "connect_spec", "deferred", "due", "interval", "overdue_at", "runs", "spec",
+        "task",
     )
 
     def __init__(self, spec: CheckSpec) -> None:
@@ -128,6 +141,7 @@ class _Schedule:
         if spec.connect_every > 0:
             self.connect_spec = dataclasses.replace(spec, type=CheckType.CONNECT, connect_every=0)
         self.due = 0.0
+        self.bucket = 0  # the wheel bucket the schedule waits in; its entries in others are stale
         self.runs = 0
         self.deferred = False  # this tick was already held back once
         self.active = True
@@ -157,9 +171,15 @@ class Scheduler:
     # check less often, never report reals down.
     SHED_LAG = 0.2
 
-    def __init__(self, run: RunCheck, on_outcome: OnOutcome, *, lateness_samples: int = 1 << 16) -> None:
+    def __init__(
+        self, run: RunCheck, on_outcome: OnOutcome, *, lateness_samples: int = 1 << 16,
+        interval_of: IntervalOf | None = None, agent: RunAgent | None = None, on_agent: OnAgent | None = None,
+    ) -> None:
         self._run = run
         self._on_outcome = on_outcome
+        self._interval_of = interval_of
+        self._agent = agent
+        self._on_agent = on_agent
         self._schedules: dict[CheckSpec, _Schedule] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._buckets: dict[int, list[_Schedule]] = {}  # bucket number -> schedules due in it
@@ -237,6 +257,7 @@ class Scheduler:
         """Put the sched in the bucket of its due time (or of `at`, for a deferred tick)."""
         when = sched.due if at is None else at
         number = -int(-when // self.RESOLUTION)  # the first bucket that starts at or after `when`
+        sched.bucket = number
         bucket = self._buckets.get(number)
         if bucket is not None:
             bucket.append(sched)
@@ -269,7 +290,7 @@ class Scheduler:
                 number = heapq.heappop(heap)
                 late = number < late_before
                 for sched in buckets.pop(number):
-                    if sched.active:
+                    if sched.active and sched.bucket == number:
                         self._tick(sched, now, late)
         finally:
             self._driving = False
@@ -329,6 +350,9 @@ class Scheduler:
         assert loop is not None
         started = loop.time()
         self.lateness.add(started - due)
+        agent: asyncio.Task[AgentReply | None] | None = None
+        if self._agent is not None and sched.spec.agentport:
+            agent = loop.create_task(self._agent(sched.spec))
         try:
             outcome = await self._run(spec)
         except asyncio.CancelledError:
@@ -338,17 +362,57 @@ class Scheduler:
                     task.uncancel()
                 outcome = Outcome(False, failures.timed_out(spec.deadline), loop.time() - started)
             else:
+                if agent is not None:
+                    agent.cancel()
                 raise
         except Exception as exc:  # a bug in a check must not kill its schedule
             outcome = Outcome(False, failures.crashed(exc), loop.time() - started)
         finally:
-            self._running.pop(sched, None)
-            sched.task = None
+            if agent is None:
+                self._running.pop(sched, None)
+                sched.task = None
+        reply: AgentReply | None = None
+        if agent is not None:
+            try:
+                reply = await agent  # bounded by the agent's own deadline (healthd.checks.agent)
+            except asyncio.CancelledError:
+                if not sched.active:
+                    raise
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+                agent.cancel()
+            except Exception:  # a broken agent is no answer
+                reply = None
+            finally:
+                self._running.pop(sched, None)
+                sched.task = None
         self.runs_finished += 1
         if not outcome.ok and sched.connect_spec is not None:
             sched.runs = 0  # as ldirectord: after any failure the next run negotiates again
         if sched.active:
+            if agent is not None and self._on_agent is not None:
+                self._on_agent(sched.spec, reply)
             self._on_outcome(sched.spec, outcome)
+            if self._interval_of is not None:
+                self._retime(sched, self._interval_of(sched.spec))
+
+    def _retime(self, sched: _Schedule, interval: float) -> None:
+        """Switch the schedule to `interval`: a shorter one brings the next run forward to
+        now + interval, a longer one puts it one new interval after the run that was last due."""
+        interval = max(interval, 0.001)
+        previous = sched.interval
+        if interval == previous or not sched.active:
+            sched.interval = interval
+            return
+        sched.interval = interval
+        loop = self._loop
+        assert loop is not None
+        due = loop.time() + interval if interval < previous else sched.due - previous + interval
+        if interval < previous and due >= sched.due:
+            return
+        sched.due = due
+        self._enqueue(sched)  # the entry in the old bucket is now stale and skipped
 
     # -- inspection --------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from healthd.config.model import Config
 from healthd.engine.events import describe_check
 from healthd.engine.health import HealthBook
 from healthd.engine.policy import dest_port, fallback_dest_key, service_key
+from healthd.engine.safety import Shaped
 from healthd.engine.scheduler import SchedulerStats
 from healthd.ipvs.model import DestKey, ServiceKey, Table
 from healthd.ipvs.refusals import Refusal
@@ -40,6 +41,11 @@ class RealStatus:
     refused: str = ""  # the kernel's reason when it refused this real's entry (then not in the table)
     dest: str = ""  # the destination as `ipvsadm -Ln` writes it (`10.0.0.2:80`; gate: the VIP's port)
     checks: int = 0  # verdicts since the check identity was first tracked
+    # healthd extensions (healthd.engine.safety)
+    held_by_depoolthreshold: bool = False  # in the table although its check fails
+    draining: bool = False  # at weight 0 until its connections end
+    ramping_to: int | None = None  # slowstart: the weight the ramp ends at; None = not ramping
+    agent: str | None = None  # what its agent last said, `50%`; None = no agent or no answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +58,9 @@ class VirtualStatus:
     reals: tuple[RealStatus, ...]
     scheduler: str = ""  # `wrr`, ...
     fallback: str | None = None  # the fallback server as `ipvsadm -Ln` writes it, when one is configured
+    serving_needed: int = 0  # depoolthreshold: reals kept serving even if their checks fail
+    held_by_depoolthreshold: int = 0  # how many reals that floor holds in right now
+    draining_removed: tuple[str, ...] = ()  # reals removed by a reload, draining (labels)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +90,9 @@ def build_snapshot(
     scheduler: SchedulerStats,
     at: float,
     refused: Sequence[Refusal] = (),
+    shaped: Mapping[ServiceKey, Shaped] | None = None,
 ) -> Snapshot:
-    parts = _virtuals(config, health, applied, fallback_active, maintenance, at, refused)
+    parts = _virtuals(config, health, applied, fallback_active, maintenance, at, refused, shaped)
     virtuals = [v for v in parts if v is not None]
     return _snapshot(at, config, first_round_done, last_sync_error, scheduler, virtuals, refused)
 
@@ -99,6 +109,7 @@ async def build_snapshot_sliced(
     scheduler: SchedulerStats,
     at: float,
     refused: Sequence[Refusal] = (),
+    shaped: Mapping[ServiceKey, Shaped] | None = None,
 ) -> Snapshot:
     """build_snapshot, yielding to the event loop every SLICE reals.
 
@@ -107,7 +118,7 @@ async def build_snapshot_sliced(
     read at once, while other reals' may move on between slices.
     """
     virtuals = []
-    for item in _virtuals(config, health, applied, fallback_active, maintenance, at, refused):
+    for item in _virtuals(config, health, applied, fallback_active, maintenance, at, refused, shaped):
         if item is None:
             await asyncio.sleep(0)
         else:
@@ -136,6 +147,7 @@ def _virtuals(
     maintenance: Set[tuple[str, int]],
     at: float,
     refused: Sequence[Refusal],
+    shaped: Mapping[ServiceKey, Shaped] | None,
 ) -> Iterator[VirtualStatus | None]:
     """Every virtual's status in config order, with None between slices of SLICE reals."""
     refused_dests = {r.key: r.reason for r in refused if r.key[1] is not None}
@@ -143,13 +155,17 @@ def _virtuals(
     for virtual in config.virtuals:
         key = service_key(virtual)
         entry = applied.get(key)
+        safety = shaped.get(key) if shaped is not None else None
         reals = []
+        known: set[DestKey] = set()
         for real in virtual.reals:
             budget -= 1
             if budget <= 0:
                 budget = SLICE
                 yield None
             dkey = DestKey(real.address, dest_port(key, real.forward, real.port))
+            known.add(dkey)
+            reply = safety.agent.get(dkey) if safety is not None else None
             dest = entry.dests.get(dkey) if entry is not None else None
             rec = health.get(real.check)
             last = rec.last if rec is not None else None
@@ -169,6 +185,10 @@ def _virtuals(
                     last_at=rec.last_at if rec is not None and last is not None else None,
                     refused=refused_dests.get((key, dkey), ""),
                     checks=rec.checks if rec is not None else 0,
+                    held_by_depoolthreshold=safety is not None and dkey in safety.held,
+                    draining=safety is not None and dkey in safety.state.draining,
+                    ramping_to=safety.ramping.get(dkey) if safety is not None else None,
+                    agent=str(reply) if reply is not None else None,
                 )
             )
         fkey = fallback_dest_key(virtual, config.settings)
@@ -183,6 +203,11 @@ def _virtuals(
             fallback_weight=fdest.weight if fdest is not None and active else None,
             fallback=str(fkey) if fkey is not None else None,
             reals=tuple(reals),
+            serving_needed=safety.serving_needed if safety is not None else 0,
+            held_by_depoolthreshold=len(safety.held) if safety is not None else 0,
+            draining_removed=tuple(
+                str(k) for k in (safety.state.draining if safety is not None else ()) if k not in known
+            ),
         )
 
 

@@ -57,6 +57,7 @@ ATTR_SERVICE, ATTR_DEST = 1, 2
 SVC_AF, SVC_PROTOCOL, SVC_ADDR, SVC_PORT, SVC_FWMARK = 1, 2, 3, 4, 5
 SVC_SCHED_NAME, SVC_FLAGS, SVC_TIMEOUT, SVC_NETMASK, SVC_PE_NAME = 6, 7, 8, 9, 11
 DEST_ADDR, DEST_PORT, DEST_FWD_METHOD, DEST_WEIGHT, DEST_U_THRESH, DEST_L_THRESH = 1, 2, 3, 4, 5, 6
+DEST_ACTIVE_CONNS, DEST_INACT_CONNS = 7, 8
 DEST_ADDR_FAMILY = 11
 
 # service flags and forwarding methods
@@ -328,6 +329,7 @@ def decode_dest(payload: memoryview, service_family: Family) -> Dest:
     else:
         raise DecodeError("dump message without a real server")
     family, addr, port, fwd, weight, upper, lower = service_family, None, None, None, None, 0, 0
+    active = inactive = 0
     u32 = _U32.unpack_from
     while pos + 4 <= end:
         length, kind = unpack(payload, pos)
@@ -347,9 +349,14 @@ def decode_dest(payload: memoryview, service_family: Family) -> Dest:
             upper = u32(payload, v)[0]
         elif kind == DEST_L_THRESH:
             lower = u32(payload, v)[0]
+        elif kind == DEST_ACTIVE_CONNS:
+            active = u32(payload, v)[0]
+        elif kind == DEST_INACT_CONNS:
+            inactive = u32(payload, v)[0]
         elif kind == DEST_ADDR_FAMILY:
             family = _U16.unpack_from(payload, v)[0]
         pos += (length + 3) & ~3
     if addr is None or port is None or weight is None or fwd not in FWD_FROM_CODE:
         raise DecodeError("real server in a dump without address, port, weight or a known forwarding method")
-    return Dest(_addr_of(family, addr), port, FWD_FROM_CODE[fwd], weight, upper, lower)
+    return Dest(_addr_of(family, addr), port, FWD_FROM_CODE[fwd], weight, upper, lower,
+                active_conns=active, inactive_conns=inactive)

@@ -89,6 +89,10 @@ class Dest:
     # Only meaningful in a *desired* table: False for a quiesced (weight 0) real that
     # must not be re-added if it vanished from the kernel (readdquiescent=no).
     readd: bool = field(default=True, compare=False)
+    # Only meaningful in a *dumped* table: the kernel's connection counters (ipvsadm's
+    # ActiveConn, InActConn); never compared, never sent.
+    active_conns: int = field(default=0, compare=False)
+    inactive_conns: int = field(default=0, compare=False)
 
     @property
     def key(self) -> DestKey:

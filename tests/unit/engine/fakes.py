@@ -80,9 +80,16 @@ class ScriptedRunner:
 class FakeBackend:
     def __init__(self, table: Table | None = None) -> None:
         self.table: dict[ServiceKey, Entry] = dict(table or {})
+        # the kernel's ActiveConn per destination, kept apart from the table as the kernel keeps it
+        self.active: dict[tuple[ServiceKey, str], int] = {}
 
     async def dump(self) -> Table:
-        return dict(self.table)
+        if not self.active:
+            return dict(self.table)
+        active = self.active
+        return {key: replace(entry, dests={
+            dkey: replace(d, active_conns=active.get((key, str(dkey)), 0)) for dkey, d in entry.dests.items()
+        }) for key, entry in self.table.items()}
 
 
 class RecordingReconciler:

@@ -73,3 +73,18 @@ def test_family_answer_without_an_id_is_a_decode_error() -> None:
     body = struct.pack("=BBH", 1, 2, 0) + struct.pack("=HH", 9, genl.CTRL_ATTR_FAMILY_NAME) + b"IPVS\0\0\0\0"
     with pytest.raises(genl.DecodeError):
         genl.family_id_of(memoryview(body))
+
+
+def test_dest_dump_carries_the_connection_counters() -> None:
+    """A dump's destination nest has ActiveConn and InActConn after the thresholds; drain reads them."""
+    dest = Dest("10.0.0.2", 80, weight=3)
+    message = genl.encode(42, 7, AddDest(TCP, dest))
+    counters = struct.pack("=HHI", 8, genl.DEST_ACTIVE_CONNS, 5)
+    counters += struct.pack("=HHI", 8, genl.DEST_INACT_CONNS, 9)
+    # grow the destination nest (the last attribute) and the message by the two counters
+    length, kind = struct.unpack_from("=HH", message, len(message) - genl._DEST_NEST.size)
+    body = bytearray(message + counters)
+    struct.pack_into("=HH", body, len(message) - genl._DEST_NEST.size, length + len(counters), kind)
+    struct.pack_into("=I", body, 0, len(body))
+    got = genl.decode_dest(payload(bytes(body)), TCP.family)
+    assert got == dest and (got.active_conns, got.inactive_conns) == (5, 9)
