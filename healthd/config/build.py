@@ -74,6 +74,7 @@ class _Builder:
             cleanstop=self.g("cleanstop", True),
             smtp=self.g("smtp"),
             maintenancedir=maintenancedir,
+            announce=self.g("announce", False),
         )
 
     def fallback(self, setting: Setting | None, family: int, protocol: str,
@@ -197,6 +198,9 @@ class _Builder:
                     continue
                 seen[key] = setting.line
                 reals.append(real)
+        if fwmark is not None and get("announce", False):
+            self.error(s["announce"].line, "announce=yes needs a virtual service with an address: a "
+                                           f"firewall mark has none to announce: {quote(s['announce'].text)}")
         if not ok:
             return None
 
@@ -220,6 +224,7 @@ class _Builder:
             emailalertfreq=get("emailalertfreq", self.g("emailalertfreq", 0)),
             emailalertstatus=get("emailalertstatus", self.g("emailalertstatus", ("all",))),
             smtp=get("smtp", self.g("smtp")), line=section.line,
+            announce=fwmark is None and get("announce", self.g("announce", False)),
         )
 
     def inherit_fallback(self, setting: Setting, family: int, protocol: str, port: int) -> Fallback | None:

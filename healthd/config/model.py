@@ -70,6 +70,7 @@ class Virtual:
     emailalertfreq: int = 0
     emailalertstatus: tuple[str, ...] = ("all",)
     smtp: str | None = None
+    announce: bool = False  # healthd extension: announce the address while the service can serve
     line: int = 0
 
     @property
@@ -108,6 +109,7 @@ class GlobalSettings:
     cleanstop: bool = True
     smtp: str | None = None
     maintenancedir: str | None = None
+    announce: bool = False  # healthd extension, the default of each virtual's announce=
 
 
 @dataclass(frozen=True, slots=True)

@@ -134,6 +134,8 @@ DIRECTIVES: dict[str, tuple[str, Parse]] = {
     "emailalertfreq": (BOTH, _plain(v.count)),
     "emailalertstatus": (BOTH, _plain(v.email_status)),
     "smtp": (BOTH, _plain(v.smtp_host)),
+    # healthd extensions (ldirectord rejects them; off by default)
+    "announce": (BOTH, _plain(v.yes_no)),  # route health injection: healthd/announce/
     # per virtual only
     "real": (VIRTUAL, lambda value, v6: v.real_line(value, v6=False)),
     "real6": (VIRTUAL, lambda value, v6: v.real_line(value, v6=True)),

@@ -54,6 +54,7 @@ def virtual_dict(v: Virtual) -> dict[str, Any]:
         "ops": v.ops, "service": v.service, "checktype": v.checktype,
         "reals": [real_dict(r) for r in v.reals], "fallback": _fallback(v.fallback),
         "fallbackcommand": v.fallbackcommand, "quiescent": v.quiescent, "cleanstop": v.cleanstop,
+        "announce": v.announce,
         "servicename": v.servicename, "comment": v.comment, "monitorfile": v.monitorfile,
         "emailalert": v.emailalert, "emailalertfreq": v.emailalertfreq,
         "emailalertstatus": list(v.emailalertstatus), "smtp": v.smtp, "line": v.line,
@@ -71,6 +72,7 @@ def global_dict(g: GlobalSettings) -> dict[str, Any]:
         "quiescent": g.quiescent, "readdquiescent": g.readdquiescent, "emailalert": g.emailalert,
         "emailalertfreq": g.emailalertfreq, "emailalertstatus": list(g.emailalertstatus),
         "emailalertfrom": g.emailalertfrom, "cleanstop": g.cleanstop, "smtp": g.smtp,
+        "announce": g.announce,
         "maintenancedir": g.maintenancedir,
     }
 

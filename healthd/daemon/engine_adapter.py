@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from healthd.announce.observer import AnnounceObserver
 from healthd.checks.registry import CheckRunner
 from healthd.config.model import Config
 from healthd.daemon.lifecycle import StateChange
@@ -30,6 +31,7 @@ class EngineAdapter:
         self.runner = CheckRunner()
         self.on_change = on_change
         self.engine = Engine(config, self.runner, Reconciler(backend), on_event=self._on_event)
+        self.announce = AnnounceObserver(self.engine, config)
 
     async def start(self) -> None:
         await self.runner.start()
@@ -41,11 +43,14 @@ class EngineAdapter:
 
     async def wait_first_round(self) -> None:
         await self.engine.first_round.wait()
+        self.announce.notify()
 
     async def reload(self, config: Config) -> None:
         await self.engine.reload(config)
+        self.announce.set_config(config)
 
     async def stop(self) -> None:
+        await self.announce.close()
         try:
             await self.engine.stop(command_wait=FALLBACK_COMMAND_WAIT)
         finally:
@@ -57,6 +62,7 @@ class EngineAdapter:
         return snap
 
     def _on_event(self, event: events.Event) -> None:
+        self.announce.notify()
         match event:
             case events.RealChanged(virtual=virtual, real=real, check=check, old=old, new=new,
                                     outcome=outcome):
