@@ -11,6 +11,7 @@ import re
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +45,13 @@ class Bird:
         self.process = host.popen("bird", "-f", "-c", str(self.conf), "-s", str(self.sock),
                                   "-P", str(self.pid), stdout=subprocess.DEVNULL, stderr=self.log.open("w"))
 
+    @staticmethod
+    def at(host: Host, workdir: Path) -> Bird:
+        """A handle on the BIRD already running in `host` (for birdc only)."""
+        bird = Bird.__new__(Bird)
+        bird.host, bird.sock = host, workdir / f"bird-{host.name}.sock"
+        return bird
+
     def birdc(self, *args: str) -> str:
         return self.host.run("birdc", "-s", str(self.sock), *args)
 
@@ -66,12 +74,13 @@ def next_hops(router: Host, prefix: str) -> set[str]:
     return hops
 
 
-def wait_hops(router: Host, prefix: str, wanted: set[str], timeout: float) -> float:
+def wait_hops(router: Host, prefix: str, wanted: set[str], timeout: float,
+              diagnose: Callable[[], str] = lambda: "") -> float:
     """Seconds until the router's next hops for `prefix` are exactly `wanted`; AssertionError if never."""
     start = time.monotonic()
     if not wait_for(lambda: next_hops(router, prefix) == wanted, timeout, 0.05):
         raise AssertionError(f"next hops of {prefix}: {next_hops(router, prefix)}, not {wanted} "
-                             f"within {timeout:.0f} s")
+                             f"within {timeout:.0f} s\n{diagnose()}")
     return time.monotonic() - start
 
 

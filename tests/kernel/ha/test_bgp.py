@@ -110,13 +110,21 @@ def run(lab: Lab, tmp_path: Path, report: Callable[..., None]) -> None:
         config.write_text(CONFIG)
         healthds[name] = Healthd(host, config).__enter__()
     hd_a = healthds["dira"]
+
+    def diagnose() -> str:
+        parts = [f"router: {router_bird.birdc('show', 'route', 'all')}"]
+        for name, host in directors.items():
+            parts.append(f"{name} table 200: {host.run('ip', 'route', 'show', 'table', '200')}")
+            parts.append(f"{name} bird: {Bird.at(host, tmp_path).birdc('show', 'route', 'all')}")
+            parts.append(f"{name} healthd: {healthds[name].log_tail(15)}")
+        return "\n".join(parts)
     try:
         assert wait_for(lambda: router_bird.established("director1") and router_bird.established("director2"),
                         60), router_bird.birdc("show", "protocols")
         for hd in healthds.values():
             hd.wait_table(lambda t: len(dests_of(t, SERVICE)) == 2, STARTUP, "both reals")
         started = time.monotonic()
-        wait_hops(router, f"{VIP}/32", {addr_a, addr_b}, 60)
+        wait_hops(router, f"{VIP}/32", {addr_a, addr_b}, 60, diagnose)
         ecmp_after_ready = time.monotonic() - started
 
         prober = Prober(client, f"http://{VIP}/index.html", interval=0.2)
@@ -128,7 +136,7 @@ def run(lab: Lab, tmp_path: Path, report: Callable[..., None]) -> None:
             # A loses its checks (its path to the reals for health checks): it withdraws, B serves.
             _nft(dira, BLOCK_CHECKS)
             blocked = time.monotonic()
-            withdraw_fail = wait_hops(router, f"{VIP}/32", {addr_b}, 30)
+            withdraw_fail = wait_hops(router, f"{VIP}/32", {addr_b}, 30, diagnose)
             hd_a.wait_table(lambda t: not dests_of(t, SERVICE), 10, "A's reals out of its table")
             settled = time.monotonic()
             time.sleep(3)
@@ -137,13 +145,13 @@ def run(lab: Lab, tmp_path: Path, report: Callable[..., None]) -> None:
 
             # A's checks pass again: it announces again.
             dira.run("nft", "delete", "table", "inet", "labblock")
-            restore = wait_hops(router, f"{VIP}/32", {addr_a, addr_b}, 30)
+            restore = wait_hops(router, f"{VIP}/32", {addr_a, addr_b}, 30, diagnose)
 
             # kill -9 of A's healthd: the kernel removes its tun device and route, BIRD withdraws.
             assert hd_a.process is not None
             killed = time.monotonic()
             hd_a.process.send_signal(signal.SIGKILL)
-            withdraw_kill = wait_hops(router, f"{VIP}/32", {addr_b}, 30)
+            withdraw_kill = wait_hops(router, f"{VIP}/32", {addr_b}, 30, diagnose)
             time.sleep(2)
             after_kill = prober.between(killed, time.monotonic())
         finally:
