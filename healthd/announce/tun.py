@@ -40,9 +40,9 @@ class LivenessDevice:
             # healthd must not keep the device, and so the routes, alive.
             fd = os.open(TUN_PATH, os.O_RDWR | os.O_CLOEXEC)
         except OSError as exc:
-            raise TunError(exc.errno, f"cannot open {TUN_PATH} ({exc.strerror}): announce= needs the tun "
-                                      "device (systemd: PrivateDevices=no, DeviceAllow=/dev/net/tun rw)"
-                           ) from exc
+            raise TunError(exc.errno, f"cannot open {TUN_PATH} ({exc.strerror}): announce= needs the "
+                                      "tun device (modprobe tun; under systemd PrivateDevices=no and "
+                                      "DeviceAllow=/dev/net/tun rw)") from exc
         try:
             ifr = struct.pack(f"{IFNAMSIZ}sH", pattern.encode(), IFF_TUN | IFF_NO_PI)
             answer = fcntl.ioctl(fd, TUNSETIFF, ifr)

@@ -11,6 +11,7 @@ fail, the return after they pass, and the withdrawal after `kill -9` of A's heal
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,7 @@ import pytest
 
 from tests.kernel.ha.parts import Bird, Prober, contrib_file, next_hops, wait_hops
 from tests.kernel.seed.director import STARTUP, Healthd, dests_of
-from tests.kernel.seed.topology import Lab, wait_for
+from tests.kernel.seed.topology import Lab, LabError, wait_for
 
 pytestmark = [pytest.mark.kernel, pytest.mark.root, pytest.mark.timeout(420)]
 
@@ -57,6 +58,9 @@ table inet labblock {
 
 
 def build(lab: Lab) -> dict:
+    # /dev/net/tun appears once the module is loaded: systemd creates the node at boot
+    # (kmod static-nodes), the test VM's small init does not.
+    subprocess.run(["modprobe", "tun"], check=True)
     wan, lan = lab.lan("wan"), lab.lan("lan")
     client, router = lab.host("client"), lab.host("router")
     wan.attach(client, f"{CLIENT}/24")
@@ -112,10 +116,17 @@ def run(lab: Lab, tmp_path: Path, report: Callable[..., None]) -> None:
     hd_a = healthds["dira"]
 
     def diagnose() -> str:
-        parts = [f"router: {router_bird.birdc('show', 'route', 'all')}"]
+        def safe(call: Callable[[], str]) -> str:
+            try:
+                return call()
+            except LabError as exc:
+                return str(exc)
+
+        parts = [f"router: {safe(lambda: router_bird.birdc('show', 'route', 'all'))}"]
         for name, host in directors.items():
-            parts.append(f"{name} table 200: {host.run('ip', 'route', 'show', 'table', '200')}")
-            parts.append(f"{name} bird: {Bird.at(host, tmp_path).birdc('show', 'route', 'all')}")
+            table = safe(lambda h=host: h.run("ip", "route", "show", "table", "200"))
+            parts.append(f"{name} table 200: {table}")
+            parts.append(f"{name} bird: {safe(lambda h=host: Bird.at(h, tmp_path).birdc('show', 'route'))}")
             parts.append(f"{name} healthd: {healthds[name].log_tail(15)}")
         return "\n".join(parts)
     try:
@@ -179,8 +190,6 @@ def run(lab: Lab, tmp_path: Path, report: Callable[..., None]) -> None:
 
 
 def _nft(host, ruleset: str) -> None:
-    import subprocess
-
     subprocess.run(["ip", "netns", "exec", host.name, "nft", "-f", "-"], input=ruleset, text=True, check=True)
 
 
