@@ -105,8 +105,10 @@ host, port, path, interval = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(s
 for _ in range(int(sys.argv[5])):
     started = time.monotonic()
     body = ""
+    stage = "connect"
     try:
         with socket.create_connection((host, port), timeout=1.5) as s:
+            stage = "answer"
             s.settimeout(1.5)
             s.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
             data = b""
@@ -116,7 +118,7 @@ for _ in range(int(sys.argv[5])):
         ok = head.startswith(b"HTTP/1.1 200") or head.startswith(b"HTTP/1.0 200")
         body = rest.decode(errors="replace").strip()
     except OSError as exc:
-        ok, body = False, type(exc).__name__
+        ok, body = False, f"{type(exc).__name__}@{stage}"
     print(f"{time.time():.3f} {int(ok)} {body}", flush=True)
     time.sleep(max(0.0, interval - (time.monotonic() - started)))
 """
@@ -146,6 +148,11 @@ for _ in range(int(sys.argv[5])):
 
     def between(self, start: float, end: float = float("inf")) -> list[tuple[float, bool, str]]:
         return [r for r in self.results if start <= r[0] < end]
+
+    def timeline(self, start: float) -> str:
+        """The outcomes from `start` on, as "+1.2s real1 +1.4s TimeoutError@connect ..." for messages."""
+        return " ".join(f"+{when - start:.1f}s {body if ok else '!' + body}"
+                        for when, ok, body in self.between(start))
 
     def count_ok(self) -> int:
         return sum(1 for r in self.results if r[1])

@@ -177,13 +177,15 @@ def run(lab: Lab, workdir: Path, report: Callable[..., None]) -> None:
         gap = long.gap_after(cut)
         answers_after = [t for t in long.answers if t > cut + moved]
         daemon_b = dirb.run("ipvsadm", "-L", "--daemon")
+        timeline = prober.timeline(cut)
+        conns_b = dirb.run("ipvsadm", "-Lnc")
     finally:
         long.stop()
         prober.stop()
         for hd in healthds.values():
             hd.stop()
     assert answers_after, f"the long-lived connection stopped: {long.error}"
-    assert after and all(ok for _, ok, _ in after), after
+    assert after and all(ok for _, ok, _ in after), f"after the cut: {timeline}\nB's connections:\n{conns_b}"
     assert "master sync daemon" in daemon_b, daemon_b
     report(
         f"VIP moved to B {moved:.1f} s after A's link was cut (master down interval {MASTER_DOWN:.1f} s)",
