@@ -95,7 +95,8 @@ class Prober:
     client: Host
     url: str
     interval: float = 0.2
-    results: list[tuple[float, bool, str]] = field(default_factory=list)  # (monotonic, ok, body)
+    # (monotonic time the request started, answered?, body or error)
+    results: list[tuple[float, bool, str]] = field(default_factory=list)
     _proc: subprocess.Popen[str] | None = None
     _reader: threading.Thread | None = None
 
@@ -103,7 +104,7 @@ class Prober:
 import socket, sys, time
 host, port, path, interval = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
 for _ in range(int(sys.argv[5])):
-    started = time.monotonic()
+    started, started_wall = time.monotonic(), time.time()
     body = ""
     stage = "connect"
     try:
@@ -119,7 +120,7 @@ for _ in range(int(sys.argv[5])):
         body = rest.decode(errors="replace").strip()
     except OSError as exc:
         ok, body = False, f"{type(exc).__name__}@{stage}"
-    print(f"{time.time():.3f} {int(ok)} {body}", flush=True)
+    print(f"{started_wall:.3f} {int(ok)} {body}", flush=True)
     time.sleep(max(0.0, interval - (time.monotonic() - started)))
 """
 
@@ -135,7 +136,7 @@ for _ in range(int(sys.argv[5])):
         assert self._proc is not None and self._proc.stdout is not None
         for line in self._proc.stdout:
             wall, ok, *body = line.split(maxsplit=2)
-            # wall clock from the prober, mapped onto our monotonic clock for comparisons
+            # the request's start on the prober's wall clock, mapped onto our monotonic clock
             self.results.append((time.monotonic() - (time.time() - float(wall)), ok == "1",
                                  body[0].strip() if body else ""))
 
