@@ -169,6 +169,12 @@ def run(lab: Lab, tmp_path: Path, report: Callable[..., None]) -> None:
             assert next_hops(router, f"{VIP}/32") == {addr_b}
         finally:
             prober.stop()
+        # A clean stop of B's healthd (SIGTERM) withdraws its announcement too: no director is left.
+        hd_b = healthds["dirb"]
+        assert hd_b.process is not None
+        hd_b.process.send_signal(signal.SIGTERM)
+        withdraw_stop = wait_hops(router, f"{VIP}/32", set(), 30, diagnose)
+        assert hd_b.stop() == 0, hd_b.log_tail()
     finally:
         for hd in healthds.values():
             hd.stop()
@@ -185,6 +191,7 @@ def run(lab: Lab, tmp_path: Path, report: Callable[..., None]) -> None:
         f"A's checks unblocked: two next hops again after {restore:.1f} s",
         f"kill -9 of A's healthd: route withdrawn after {withdraw_kill:.2f} s (bound {BOUND:.0f} s); "
         f"requests in the {len(after_kill)} after the kill all ok",
+        f"SIGTERM to B's healthd: route withdrawn after {withdraw_stop:.2f} s (no director left)",
         f"client requests: {prober.count_ok()}/{len(prober.results)} ok overall",
     )
 
