@@ -31,8 +31,9 @@ import aiohttp
 
 from bench.checks_nginx import loopback_addresses, nginx
 from healthd.checks.context import CheckContext
-from healthd.checks.registry import CheckRunner
+from healthd.checks.runner import CheckRunner
 from healthd.checks.spec import CheckSpec, CheckType, Outcome
+from healthd.vocab import ServiceProtocol
 
 PORT = 18987  # HTTP; HTTPS on PORT + 1
 WALL_LIMIT = 120.0
@@ -41,7 +42,8 @@ Run = Callable[[CheckSpec], Awaitable[Outcome]]
 
 
 def _spec(address: str, **kw: object) -> CheckSpec:
-    base: dict[str, object] = dict(type=CheckType.NEGOTIATE, service="http", protocol="tcp", family=4,
+    base: dict[str, object] = dict(type=CheckType.NEGOTIATE, service="http", protocol=ServiceProtocol.TCP,
+                                   family=4,
                                    address=address, port=PORT, scheme="http", negotiatetimeout=3.0,
                                    checktimeout=3.0)
     base.update(kw)

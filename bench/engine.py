@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.checks_nginx import loopback_addresses, nginx
-from healthd.checks.registry import CheckRunner
+from healthd.checks.runner import CheckRunner
 from healthd.checks.spec import CheckSpec, Outcome
 from healthd.config import parse_text
 from healthd.engine import events
@@ -44,6 +44,7 @@ from healthd.engine.policy import service_key
 from healthd.ipvs.memory import MemoryTable
 from healthd.ipvs.model import ServiceKey, Table
 from healthd.ipvs.reconcile import Reconciler
+from healthd.vocab import State
 
 PORT = 18990
 REALS_PER_VIRTUAL = 100
@@ -164,14 +165,13 @@ async def run_size(n: int, window: float, interval: float, check_timeout: float,
 
         def on_event(event: events.Event) -> None:
             nonlocal bad
-            if isinstance(event, events.RealChanged) and event.new == "down":
+            if isinstance(event, events.RealChanged) and event.new is State.DOWN:
                 bad += 1
                 if event.outcome is not None:
                     failing_detail.setdefault(event.real.address, event.outcome.detail)
                     down_at.setdefault(event.real.address, time.monotonic())
 
         engine = Engine(config, runner, reconciler, on_event=on_event)
-        await runner.start()
         gc.collect()
         await engine.start()
         try:
@@ -206,8 +206,7 @@ async def run_size(n: int, window: float, interval: float, check_timeout: float,
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(reconciler.all_gone.wait(), interval + check_timeout + 5)
         finally:
-            await engine.stop(cleanstop=True)
-            await runner.close()
+            await engine.stop(cleanstop=True)  # closes the runner too
 
     def since_t0(at: float | None) -> float | None:
         return None if at is None else (at - t0) * 1000

@@ -16,14 +16,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from healthd.ipvs.model import Dest, Entry, Family, Forward, Protocol, Service, ServiceKey, Table
+from healthd.ipvs.model import Dest, Entry, Family, Forward, Service, ServiceKey, ServiceProtocol, Table
 from healthd.ipvs.reconcile import Reconciler, diff
 
 
 def build_table(services: int, reals: int) -> Table:
     table: dict[ServiceKey, Entry] = {}
     for i in range(services):
-        key = ServiceKey(Family.INET, Protocol.TCP, f"10.1.{i // 250}.{i % 250 + 1}", 80)
+        key = ServiceKey(Family.INET, ServiceProtocol.TCP, f"10.1.{i // 250}.{i % 250 + 1}", 80)
         dests = {}
         for j in range(reals):
             forward = Forward.GATE if j % 2 else Forward.MASQ

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 import sys
@@ -25,7 +26,7 @@ from healthd.config import load
 from healthd.daemon import logs
 from healthd.daemon.lifecycle import Daemon
 from healthd.daemon.systemd import Notifier
-from healthd.daemon.wiring import engine_factory
+from healthd.daemon.wiring import build_engine
 from healthd.ipvs.memory import MemoryTable
 from healthd.ipvs.model import Table
 
@@ -160,7 +161,8 @@ async def run_demo(workdir: Path) -> int:
     handler.addFilter(logs.MASKER)
     logger.addHandler(handler)
     table = MemoryTable()
-    daemon = Daemon(load(str(config_path)), engine_factory=engine_factory(table), loader=load,
+    daemon = Daemon(load(str(config_path)), loader=load,
+                    engine_factory=functools.partial(build_engine, backend=table),
                     notifier=Notifier({}), ipvs_kind="memory", watch_interval=0.5)
     running = asyncio.create_task(daemon.run())
     ok = True

@@ -1,1 +1,1 @@
-"""Health checks, one module per protocol family; the engine calls them through registry.CheckRunner."""
+"""Health checks, one module per protocol family; the engine calls them through runner.CheckRunner."""

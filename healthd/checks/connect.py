@@ -11,17 +11,16 @@ import asyncio
 import os
 import select
 import socket
-import struct
 
-from healthd.checks import ping
+from healthd.checks import failures, ping
 from healthd.checks.context import CheckContext
+from healthd.checks.sockets import reset_on_close
 from healthd.checks.spec import CheckSpec, Outcome
-
-_LINGER_RST = struct.pack("ii", 1, 0)
+from healthd.vocab import ServiceProtocol
 
 
 async def check(spec: CheckSpec, ctx: CheckContext) -> Outcome:
-    if spec.protocol == "udp":
+    if spec.protocol == ServiceProtocol.UDP:
         return await ping.check(spec, ctx)
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -30,7 +29,7 @@ async def check(spec: CheckSpec, ctx: CheckContext) -> Outcome:
     fd = sock.fileno()
     watched = False
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+        reset_on_close(sock)
         try:
             sock.connect((spec.address, spec.port))
         except (BlockingIOError, InterruptedError):
@@ -43,9 +42,9 @@ async def check(spec: CheckSpec, ctx: CheckContext) -> Outcome:
             if err:
                 raise OSError(err, os.strerror(err)) from None
     except ConnectionRefusedError:
-        return Outcome(False, "connection refused", loop.time() - started)
+        return Outcome(False, failures.REFUSED, loop.time() - started)
     except OSError as exc:
-        return Outcome(False, f"connect failed: {(exc.strerror or str(exc)).lower()}", loop.time() - started)
+        return Outcome(False, failures.connection_failed(exc), loop.time() - started)
     finally:
         if watched:
             ctx.poller.forget(fd)

@@ -15,7 +15,7 @@ import math
 SLOT = 0.01  # seconds: the precision of a deadline
 
 
-class Entry:
+class Deadline:
     """One run's deadline: `expired` is set when it fired and cancelled the run's task."""
 
     __slots__ = ("done", "expired", "task")
@@ -30,11 +30,11 @@ class Deadlines:
     """Cancels each registered task when its deadline passes, unless it is marked done first."""
 
     def __init__(self) -> None:
-        self._slots: dict[int, list[Entry]] = {}
+        self._slots: dict[int, list[Deadline]] = {}
 
-    def add(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[object], when: float) -> Entry:
+    def add(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[object], when: float) -> Deadline:
         """Cancel `task` at loop time `when` (or up to SLOT later) unless the entry is done by then."""
-        entry = Entry(task)
+        entry = Deadline(task)
         slot = math.ceil(when / SLOT)
         entries = self._slots.get(slot)
         if entries is None:

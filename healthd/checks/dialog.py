@@ -13,6 +13,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable
 
+from healthd.checks import failures
 from healthd.checks.context import CheckContext
 from healthd.checks.spec import CheckSpec, Outcome
 
@@ -36,19 +37,19 @@ async def bounded(spec: CheckSpec, dialogue: Callable[[], Awaitable[str]]) -> Ou
     except CheckFailed as exc:
         return done(False, str(exc))
     except TimeoutError:
-        return done(False, f"timed out after {spec.deadline:g} s")
+        return done(False, failures.timed_out(spec.deadline))
     except asyncio.IncompleteReadError:
-        return done(False, "connection closed by the server")
+        return done(False, failures.CLOSED)
     except asyncio.LimitOverrunError:
         return done(False, "reply line too long")
     except ConnectionRefusedError:
-        return done(False, "connection refused")
+        return done(False, failures.REFUSED)
     except ConnectionResetError:
-        return done(False, "connection reset by the server")
+        return done(False, failures.RESET)
     except ssl.SSLError as exc:
-        return done(False, f"TLS failed: {getattr(exc, 'reason', None) or exc}")
+        return done(False, failures.tls_failed(exc))
     except OSError as exc:
-        return done(False, f"network error: {exc.strerror or exc}")
+        return done(False, failures.connection_failed(exc))
     except (ValueError, UnicodeError) as exc:
         return done(False, f"unreadable reply: {exc}")
 

@@ -22,6 +22,7 @@ import dns.reversename
 from healthd.checks.context import CheckContext
 from healthd.checks.dialog import CheckFailed, bounded, strip_slash
 from healthd.checks.spec import CheckSpec, Outcome
+from healthd.vocab import ServiceProtocol
 
 ANSWER_TYPES = ("A", "AAAA", "PTR")
 
@@ -89,7 +90,7 @@ def answer_matches(kind: str, text: str, receive: str, receive_re: str | None) -
 
 async def _ask(spec: CheckSpec, name: str, kind: str) -> dns.message.Message:
     query = dns.message.make_query(name, kind)
-    if spec.protocol == "tcp":
+    if spec.protocol == ServiceProtocol.TCP:
         response = await dns.asyncquery.tcp(query, spec.address, port=spec.port)
     else:
         # A truncated UDP answer is asked again over TCP, as resolvers do.

@@ -6,27 +6,22 @@ Differences from ldirectord, on purpose:
   redirection or pipe happens; the four arguments (spec.command_args) follow as given.
 - external-perl runs `perl SCRIPT ARGS...` in a separate process instead of inside the
   daemon's interpreter: the exit status has the same meaning.
-- The command runs in its own session and process group, so that on the deadline the
-  whole group (the command and anything it started) gets SIGTERM, then SIGKILL
-  ctx.kill_grace seconds later if it is still there. The check's verdict does not wait
-  for that: the runner answers at the deadline and the reaping continues in the background.
-- stdin is /dev/null; stdout and stderr are read together, the first ctx.output_limit
-  bytes kept for the detail and the rest drained and dropped, so a chatty command
-  neither blocks on a full pipe nor fills memory.
+- The command runs through healthd.process.run_process: its own process group, so that
+  on the deadline the whole group (the command and anything it started) gets SIGTERM,
+  then SIGKILL ctx.kill_grace seconds later. The check's verdict does not wait for that:
+  the runner answers at the deadline and the reaping continues in the background.
+- stdin is /dev/null; the first ctx.output_limit bytes of output give the detail.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import shlex
 import signal
 
 from healthd.checks.context import CheckContext
 from healthd.checks.spec import CheckSpec, CheckType, Outcome
-
-_DRAIN_AFTER_EXIT = 0.2  # seconds to collect output still in the pipe once the command exited
+from healthd.process import run_process
 
 
 def argv(spec: CheckSpec) -> list[str]:
@@ -46,32 +41,13 @@ async def check(spec: CheckSpec, ctx: CheckContext) -> Outcome:
         command = argv(spec)
     except ValueError as exc:
         return Outcome(False, f"checkcommand {spec.command!r} is unusable: {exc}", 0.0)
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT, start_new_session=True,
-        )
-    except OSError as exc:
-        return Outcome(False, f"cannot run {command[0]}: {(exc.strerror or str(exc)).lower()}",
-                       loop.time() - started)
-    kept = bytearray()
-    reader = asyncio.ensure_future(_read_bounded(proc, kept, ctx.output_limit))
-    try:
-        status = await proc.wait()
-        # a child left behind may hold the pipe open: the exit status decides, not the pipe's EOF
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(_DRAIN_AFTER_EXIT):
-                await asyncio.shield(reader)
-    except BaseException:
-        reader.cancel()
-        # the deadline (or shutdown) cancelled us: the group must not outlive the check
-        ctx.spawn(_terminate(proc, ctx.kill_grace))
-        raise
-    finally:
-        if not reader.done():
-            reader.cancel()
+    result = await run_process(command, None, kill_grace=ctx.kill_grace, output_limit=ctx.output_limit,
+                               reap=ctx.spawn)  # the check's deadline cancels it: TERM, KILL behind
+    if result.returncode is None:
+        return Outcome(False, result.error or "did not run", loop.time() - started)
+    status = result.returncode
     latency = loop.time() - started
-    text = _first_line(bytes(kept))
+    text = _first_line(result.output)
     if status == 0:
         return Outcome(True, "exit status 0" + (f": {text}" if text else ""), latency)
     if status < 0:
@@ -84,38 +60,8 @@ async def check(spec: CheckSpec, ctx: CheckContext) -> Outcome:
     return Outcome(False, why + (f": {text}" if text else ""), latency)
 
 
-async def _read_bounded(proc: asyncio.subprocess.Process, kept: bytearray, limit: int) -> None:
-    """Read the command's output to its end, keeping the first `limit` bytes in `kept`."""
-    assert proc.stdout is not None
-    while True:
-        chunk = await proc.stdout.read(65536)
-        if not chunk:
-            return
-        if len(kept) < limit:
-            kept += chunk[: limit - len(kept)]
-
-
-async def _terminate(proc: asyncio.subprocess.Process, grace: float) -> None:
-    """SIGTERM to the command's process group, SIGKILL after `grace` seconds, then reap it."""
-    _signal_group(proc.pid, signal.SIGTERM)
-    try:
-        async with asyncio.timeout(grace):
-            await proc.wait()
-    except TimeoutError:
-        pass
-    # the leader may be gone while others in its group still run: the group gets SIGKILL anyway
-    _signal_group(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(ProcessLookupError):
-        await proc.wait()
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
-def _first_line(output: bytes, limit: int = 200) -> str:
-    for line in output.decode("utf-8", "replace").splitlines():
+def _first_line(output: str, limit: int = 200) -> str:
+    for line in output.splitlines():
         line = line.strip()
         if line:
             return line[:limit]

@@ -1,24 +1,11 @@
 """The negotiate check for http, https and http_proxy: one request, a 2xx status, a body matching `receive`.
 
-Why not aiohttp: this check must run 10,000 times a second in one process, and the
-numbers decided it. `python -m bench checks` (nginx on 200 loopback addresses, a
-fresh connection per check, 200 in flight, CPU time of the checking process, median
-of 3 rounds of 10,000 checks; 2-core machine shared with other jobs, load ~5):
-    GET, status only:          aiohttp 3.14  677 us/check   this module  147 us  (4.6x)
-    GET, body matched:         aiohttp 3.14  685 us/check   this module  144 us  (4.8x)
-    HTTPS GET, full handshake: aiohttp 3.14 2720 us/check   this module 2125 us  (TLS dominates)
-    floor: a TCP connect check 99 us; CheckRunner.run with no I/O 5 us; the same
-    syscalls from a plain epoll loop without asyncio ~63 us (kernel + socket calls)
-On loopback the kernel work of both ends (nginx's TCP included) is charged to the
-checker, so a quiet machine or a remote real costs less; the ratio is what counts.
-The first lean version (an asyncio Protocol on loop.create_connection) cost ~330 us;
-driving the socket from readiness callbacks brought it to ~190 us, and watching all
-check sockets through one private epoll (healthd.checks.poller) instead of
-loop.add_reader per socket to ~145 us.
-aiohttp builds request and response objects, a stream reader and header multidicts
-per request; a health check needs a status line and a bounded body, so it is
-written here directly on readiness callbacks (class _Exchange) with a small pure
-parser (healthd.checks.httpparse).
+Why not aiohttp: this check must run 10,000 times a second in one process, and a
+client that builds request/response objects and header multidicts per request cost
+~4.5x the CPU of this module (the measurements: bench/checks_results.md, `./run bench checks`).
+A health check needs a status line and a bounded body, so it is written here directly
+on readiness callbacks (class _Exchange), with its sockets watched through one private
+epoll (healthd.checks.poller) and a small pure parser (healthd.checks.httpparse).
 
 Behaviour (as ldirectord, with its weak spots fixed):
 - `httpmethod` (GET or HEAD) of `request` on address:port; Host is `virtualhost`, else the
@@ -41,17 +28,17 @@ import select
 import socket
 import ssl
 import string
-import struct
 from urllib.parse import quote
 
-from healthd import __version__
+from healthd import __version__, vocab
+from healthd.checks import failures
 from healthd.checks.context import CheckContext
-from healthd.checks.httpparse import ResponseParser, State
+from healthd.checks.httpparse import ParseState, ResponseParser
 from healthd.checks.poller import Poller
 from healthd.checks.receive import BadPattern, compiled, decode
+from healthd.checks.sockets import reset_on_close
 from healthd.checks.spec import CheckSpec, Outcome
 
-_LINGER_RST = struct.pack("ii", 1, 0)  # l_onoff=1, l_linger=0: close() sends RST, no TIME_WAIT
 _READ = select.EPOLLIN
 _WRITE = select.EPOLLOUT
 _READ_WRITE = select.EPOLLIN | select.EPOLLOUT
@@ -63,10 +50,9 @@ def host_header(spec: CheckSpec) -> str:
     """The Host header: `virtualhost` as written, else the real's address and non-default port."""
     if spec.virtualhost:
         return spec.virtualhost
-    host = f"[{spec.address}]" if spec.family == 6 else spec.address
-    if spec.port != _DEFAULT_PORT.get(spec.scheme or "http"):
-        host = f"{host}:{spec.port}"
-    return host
+    if spec.port == _DEFAULT_PORT.get(spec.scheme):
+        return vocab.host(spec.address)
+    return vocab.host_port(spec.address, spec.port)
 
 
 def request_target(spec: CheckSpec) -> tuple[str, str]:
@@ -157,7 +143,7 @@ class _Exchange:
             except (BlockingIOError, InterruptedError):
                 sent = 0  # still connecting, or the send buffer is full
             except OSError as exc:
-                self._settle(_describe(exc))
+                self._settle(failures.of_exception(exc))
                 return
             if sent:
                 self.out = self.out[sent:]
@@ -193,7 +179,7 @@ class _Exchange:
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
-            self._settle(_describe(exc))
+            self._settle(failures.of_exception(exc))
             return
         if self.tls is not None:
             if not data:
@@ -204,7 +190,7 @@ class _Exchange:
             try:
                 data, eof = self._tls_receive(data)
             except ssl.SSLError as exc:
-                self._settle(_describe(exc))
+                self._settle(failures.of_exception(exc))
                 return
             if not self.handshaken:
                 return
@@ -219,8 +205,8 @@ class _Exchange:
             parser.feed_eof()
         else:
             state = parser.feed(data)
-            if state is State.HEAD or (
-                    state is State.BODY and not self.decide_on_status and 200 <= parser.status < 300):
+            if state is ParseState.HEAD or (
+                    state is ParseState.BODY and not self.decide_on_status and 200 <= parser.status < 300):
                 return
         self._settle(None)
 
@@ -287,8 +273,8 @@ async def check(spec: CheckSpec, ctx: CheckContext) -> Outcome:
                          socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
     exchange = None
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
-        if spec.scheme == "https" or (not spec.scheme and spec.service == "https"):
+        reset_on_close(sock)
+        if spec.scheme == "https":  # resolved by the config layer, from service= or the URL
             exchange = _Exchange(ctx.poller, sock, request, parser, pattern is None, verdict,
                                  ctx.tls, spec.virtualhost or spec.address)
         else:
@@ -296,7 +282,7 @@ async def check(spec: CheckSpec, ctx: CheckContext) -> Outcome:
         exchange.start((spec.address, spec.port))
         failure = await verdict
     except OSError as exc:  # ssl.SSLError is an OSError
-        failure = _describe(exc)
+        failure = failures.of_exception(exc)
     finally:
         if exchange is not None:
             exchange.close()
@@ -315,7 +301,7 @@ def _judge(parser: ResponseParser, pattern: object, latency: float) -> Outcome:
         return Outcome(False, f"HTTP {parser.status} {parser.reason}".rstrip(), latency)
     if pattern is None:
         return Outcome(True, f"HTTP {parser.status}", latency)
-    if parser.state is State.ERROR:
+    if parser.state is ParseState.ERROR:
         return Outcome(False, f"HTTP {parser.status}, then {parser.error}", latency)
     if pattern.search(decode(bytes(parser.body))) is None:  # type: ignore[attr-defined]
         read = f"first {len(parser.body)} bytes of body" if parser.truncated else "body"
@@ -323,14 +309,3 @@ def _judge(parser: ResponseParser, pattern: object, latency: float) -> Outcome:
     return Outcome(True, f"HTTP {parser.status}, body matched", latency)
 
 
-def _describe(exc: BaseException) -> str:
-    """A one-line, human reason for a failed connection."""
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, ConnectionResetError):
-        return "connection reset by the server"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS failed: {exc.reason or exc}"
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"connection failed: {exc.strerror.lower()}"
-    return f"connection failed: {exc}"

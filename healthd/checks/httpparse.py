@@ -13,7 +13,7 @@ import enum
 HEAD_LIMIT = 32 * 1024  # a response head longer than this is treated as garbage
 
 
-class State(enum.Enum):
+class ParseState(enum.Enum):
     HEAD = "head"  # reading the status line and headers
     BODY = "body"  # status known, reading the body
     DONE = "done"  # body complete (or limit reached): a verdict can be made
@@ -49,7 +49,7 @@ class ResponseParser:
         self._length_left = 0
         self._chunk_state = "size"  # size | data | data-end | trailer
         self._chunk_left = 0
-        self.state = State.HEAD
+        self.state = ParseState.HEAD
         self.status = 0
         self.reason = ""
         self.body = bytearray()
@@ -58,29 +58,29 @@ class ResponseParser:
 
     # -- input -------------------------------------------------------------------------
 
-    def feed(self, data: bytes) -> State:
+    def feed(self, data: bytes) -> ParseState:
         """Take the next bytes from the server; returns the new state."""
-        if self.state is State.HEAD:
+        if self.state is ParseState.HEAD:
             if not self._buf and self._fast_head(data):
                 return self.state
             self._buf += data
             self._parse_head()
-            if self.state is State.BODY and self._buf:
+            if self.state is ParseState.BODY and self._buf:
                 rest = bytes(self._buf)
                 self._buf.clear()
                 self._feed_body(rest)
-        elif self.state is State.BODY:
+        elif self.state is ParseState.BODY:
             self._feed_body(data)
         return self.state
 
-    def feed_eof(self) -> State:
+    def feed_eof(self) -> ParseState:
         """The server closed its side; returns the final state (DONE or ERROR)."""
-        if self.state is State.HEAD:
+        if self.state is ParseState.HEAD:
             self._fail("connection closed before a complete HTTP response head"
                        if self._buf else "connection closed without a response")
-        elif self.state is State.BODY:
+        elif self.state is ParseState.BODY:
             if self._framing is _Framing.EOF:
-                self.state = State.DONE
+                self.state = ParseState.DONE
             else:
                 self._fail("connection closed in the middle of the response body")
         return self.state
@@ -94,15 +94,15 @@ class ResponseParser:
             return False
         self._read_head(data[:end])
         rest = data[end + 4:]
-        if self.state is State.HEAD:  # an interim 1xx: the final response follows
+        if self.state is ParseState.HEAD:  # an interim 1xx: the final response follows
             if rest:
                 self.feed(rest)
-        elif self.state is State.BODY and rest:
+        elif self.state is ParseState.BODY and rest:
             self._feed_body(rest)
         return True
 
     def _parse_head(self) -> None:
-        while self.state is State.HEAD:
+        while self.state is ParseState.HEAD:
             buf = self._buf
             if len(buf) >= 5 and not buf.startswith(b"HTTP/"):
                 self._fail("not an HTTP response: " + _excerpt(buf))
@@ -152,16 +152,16 @@ class ResponseParser:
                 chunked = value.strip().lower().endswith(b"chunked")
         if self._head_only or status in (204, 304) or status == 101:
             self._framing = _Framing.NONE
-            self.state = State.DONE
+            self.state = ParseState.DONE
             return
-        self.state = State.BODY
+        self.state = ParseState.BODY
         if chunked:
             self._framing = _Framing.CHUNKED
         elif length is not None:
             self._framing = _Framing.LENGTH
             self._length_left = length
             if length == 0:
-                self.state = State.DONE
+                self.state = ParseState.DONE
         else:
             self._framing = _Framing.EOF
 
@@ -173,7 +173,7 @@ class ResponseParser:
             self._length_left -= len(take)
             self._keep(take)
             if self._length_left == 0:
-                self.state = State.DONE
+                self.state = ParseState.DONE
         elif self._framing is _Framing.EOF:
             self._keep(data)
         else:
@@ -185,7 +185,7 @@ class ResponseParser:
             self.body += data[:room]
             self.truncated = len(data) > room or self._framing is not _Framing.LENGTH \
                 or self._length_left > 0
-            self.state = State.DONE
+            self.state = ParseState.DONE
         else:
             self.body += data
 
@@ -193,7 +193,7 @@ class ResponseParser:
         buf = bytes(self._buf) + data if self._buf else data
         self._buf.clear()
         pos = 0
-        while self.state is State.BODY:
+        while self.state is ParseState.BODY:
             if self._chunk_state == "data":
                 take = buf[pos: pos + self._chunk_left]
                 pos += len(take)
@@ -230,10 +230,10 @@ class ResponseParser:
                     return
                 self._chunk_state = "size"
             elif not line:  # an empty line ends the trailer section
-                self.state = State.DONE
+                self.state = ParseState.DONE
 
     def _fail(self, why: str) -> None:
-        self.state = State.ERROR
+        self.state = ParseState.ERROR
         self.error = why
 
 

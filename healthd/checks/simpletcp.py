@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import struct
 
+from healthd.checks import failures
 from healthd.checks.context import CheckContext
 from healthd.checks.receive import BadPattern, compiled, decode
+from healthd.checks.sockets import reset_on_close
 from healthd.checks.spec import CheckSpec, Outcome
-
-_LINGER_RST = struct.pack("ii", 1, 0)
 
 
 def request_bytes(request: str) -> bytes:
@@ -34,7 +33,7 @@ async def check(spec: CheckSpec, ctx: CheckContext) -> Outcome:
     sock = socket.socket(socket.AF_INET6 if spec.family == 6 else socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.setblocking(False)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+        reset_on_close(sock)
         await loop.sock_connect(sock, (spec.address, spec.port))
         payload = request_bytes(spec.request)
         if payload:
@@ -61,11 +60,10 @@ async def check(spec: CheckSpec, ctx: CheckContext) -> Outcome:
             return Outcome(True, "reply line matched", loop.time() - started)
         return Outcome(False, f"no line matched in the first {total} bytes", loop.time() - started)
     except ConnectionRefusedError:
-        return Outcome(False, "connection refused", loop.time() - started)
+        return Outcome(False, failures.REFUSED, loop.time() - started)
     except ConnectionResetError:
-        return Outcome(False, "connection reset by the server", loop.time() - started)
+        return Outcome(False, failures.RESET, loop.time() - started)
     except OSError as exc:
-        return Outcome(False, f"connection failed: {(exc.strerror or str(exc)).lower()}",
-                       loop.time() - started)
+        return Outcome(False, failures.connection_failed(exc), loop.time() - started)
     finally:
         sock.close()

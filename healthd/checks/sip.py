@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import secrets
 
+from healthd import vocab
 from healthd.checks.context import CheckContext
 from healthd.checks.dialog import CheckFailed, bounded, close_stream, excerpt, open_stream
 from healthd.checks.spec import CheckSpec, Outcome
+from healthd.vocab import ServiceProtocol
 
 MAX_MESSAGES = 20  # provisional or stray replies read before giving up
 HEADER_LIMIT = 16 * 1024
@@ -70,8 +72,7 @@ def judge(code: int, reason: str) -> str:
 
 
 def _host_port(sockname: tuple[object, ...]) -> str:
-    host, port = str(sockname[0]), sockname[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return vocab.host_port(str(sockname[0]), str(sockname[1]))
 
 
 # ---- transports ----------------------------------------------------------
@@ -133,7 +134,7 @@ async def _over_tcp(spec: CheckSpec, ctx: CheckContext) -> tuple[int, str]:
 
 
 async def _sip(spec: CheckSpec, ctx: CheckContext) -> str:
-    if spec.protocol == "tcp":
+    if spec.protocol == ServiceProtocol.TCP:
         code, reason = await _over_tcp(spec, ctx)
     else:
         code, reason = await _over_udp(spec)

@@ -8,31 +8,11 @@ Nothing here knows about IPVS or about ldirectord.cf syntax.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 
-
-class CheckType(enum.StrEnum):
-    """ldirectord's `checktype`; a numeric checktype becomes NEGOTIATE with connect_every > 0."""
-
-    NEGOTIATE = "negotiate"
-    CONNECT = "connect"
-    PING = "ping"
-    EXTERNAL = "external"
-    EXTERNAL_PERL = "external-perl"
-    ON = "on"
-    OFF = "off"
-
-
-# Every `service=` value ldirectord knows. Which of them healthd can run is
-# decided by healthd.checks.registry.SUPPORTED_SERVICES.
-KNOWN_SERVICES: frozenset[str] = frozenset(
-    {
-        "dns", "ftp", "http", "https", "http_proxy", "imap", "imaps", "ldap", "ldaps",
-        "mysql", "nntp", "none", "oracle", "pgsql", "pop", "pops", "radius", "simpletcp",
-        "sip", "smtp", "submission",
-    }
-)
+from healthd.checks.services import KNOWN_SERVICES as KNOWN_SERVICES  # the config parser's import
+from healthd.vocab import CheckType as CheckType  # where the checks import it from
+from healthd.vocab import ServiceProtocol, host_port
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +26,7 @@ class CheckSpec:
 
     type: CheckType
     service: str  # one of KNOWN_SERVICES; "none" when the type is not negotiate
-    protocol: str  # the virtual's protocol: "tcp", "udp" or "fwm"
+    protocol: ServiceProtocol  # the virtual's protocol
     family: int  # 4 or 6
     address: str  # canonical IP text, no brackets
     port: int  # check port; 0 only for checks that need none (ping, on, off)
@@ -82,8 +62,7 @@ class CheckSpec:
     @property
     def target(self) -> str:
         """`address:port` as people write it (IPv6 in brackets), for logs and errors."""
-        host = f"[{self.address}]" if self.family == 6 else self.address
-        return f"{host}:{self.port}"
+        return host_port(self.address, self.port)
 
 
 @dataclass(frozen=True, slots=True)

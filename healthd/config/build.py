@@ -12,15 +12,17 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from healthd.checks import registry
+from healthd.checks import services
 from healthd.checks.spec import CheckSpec, CheckType
 from healthd.config import defaults
 from healthd.config.lexer import quote
 from healthd.config.lookup import Resolver, is_ip, resolve_host, resolve_port
 from healthd.config.model import Config, ConfigIssue, Fallback, GlobalSettings, Real, Virtual
-from healthd.config.parser import Draft, Section, Setting
+from healthd.config.parser import Draft, Section, Setting, VirtualAddress
 from healthd.config.regex import PerlRegexError, translate
 from healthd.config.values import FallbackLine, HostPort, RealLine
+from healthd.vocab import Forward, ServiceProtocol
+from healthd.vocab import host as bracketed
 
 MAX_RANGE = 4096  # addresses one `a->b` may expand to; beyond that it is surely a typo
 _URL = re.compile(r"/?(https?)://(\[[0-9A-Fa-f:.]+\]|[^/:?#\s]+)(?::(\d{1,5}))?([/?].*)?")
@@ -39,54 +41,55 @@ class _Builder:
     def warn(self, line: int, message: str) -> None:
         self.warnings.append(ConfigIssue(self.draft.path, line, message))
 
-    def g(self, name: str, default: Any = None) -> Any:
-        s = self.draft.settings.get(name)
-        return default if s is None else s.value
+    def global_value(self, name: str, default: Any = None) -> Any:
+        """A global directive's value as written, else `default`."""
+        setting = self.draft.settings.get(name)
+        return default if setting is None else setting.value
 
     # --- global ---------------------------------------------------------------------
 
     def global_settings(self) -> GlobalSettings:
-        maintenancedir = self.g("maintenancedir")
+        maintenancedir = self.global_value("maintenancedir")
         if maintenancedir is not None and not os.path.isdir(maintenancedir):
             self.warn(self.draft.settings["maintenancedir"].line,
                       f"maintenance directory {maintenancedir} does not exist (yet)")
         return GlobalSettings(
-            checktimeout=self.g("checktimeout"),
-            negotiatetimeout=self.g("negotiatetimeout"),
-            checkinterval=self.g("checkinterval", defaults.DEFAULT_CHECKINTERVAL),
-            checkcount=self.g("checkcount", 1),
-            failurecount=self.g("failurecount", 1),
-            fallback=self.fallback(self.draft.settings.get("fallback"), 4, "tcp", 0),
-            fallback6=self.fallback(self.draft.settings.get("fallback6"), 6, "tcp", 0),
-            fallbackcommand=self.g("fallbackcommand"),
-            autoreload=self.g("autoreload", False),
-            callback=self.g("callback"),
-            logfile=self.g("logfile", "/var/log/ldirectord.log"),
-            execute=tuple(s.value for s in self.draft.execute),
-            fork=self.g("fork", False),
-            supervised=self.g("supervised", False),
-            quiescent=self.g("quiescent", False),
-            readdquiescent=self.g("readdquiescent", False),
-            emailalert=self.g("emailalert"),
-            emailalertfreq=self.g("emailalertfreq", 0),
-            emailalertstatus=self.g("emailalertstatus", ("all",)),
-            emailalertfrom=self.g("emailalertfrom"),
-            cleanstop=self.g("cleanstop", True),
-            smtp=self.g("smtp"),
+            checktimeout=self.global_value("checktimeout"),
+            negotiatetimeout=self.global_value("negotiatetimeout"),
+            checkinterval=self.global_value("checkinterval", defaults.DEFAULT_CHECKINTERVAL),
+            checkcount=self.global_value("checkcount", 1),
+            failurecount=self.global_value("failurecount", 1),
+            fallback=self.fallback(self.draft.settings.get("fallback"), 4, ServiceProtocol.TCP, 0),
+            fallback6=self.fallback(self.draft.settings.get("fallback6"), 6, ServiceProtocol.TCP, 0),
+            fallbackcommand=self.global_value("fallbackcommand"),
+            autoreload=self.global_value("autoreload", False),
+            callback=self.global_value("callback"),
+            logfile=self.global_value("logfile", "/var/log/ldirectord.log"),
+            execute=tuple(setting.value for setting in self.draft.execute),
+            fork=self.global_value("fork", False),
+            supervised=self.global_value("supervised", False),
+            quiescent=self.global_value("quiescent", False),
+            readdquiescent=self.global_value("readdquiescent", False),
+            emailalert=self.global_value("emailalert"),
+            emailalertfreq=self.global_value("emailalertfreq", 0),
+            emailalertstatus=self.global_value("emailalertstatus", ("all",)),
+            emailalertfrom=self.global_value("emailalertfrom"),
+            cleanstop=self.global_value("cleanstop", True),
+            smtp=self.global_value("smtp"),
             maintenancedir=maintenancedir,
-            announce=self.g("announce", False),
+            announce=self.global_value("announce", False),
         )
 
-    def fallback(self, setting: Setting | None, family: int, protocol: str,
+    def fallback(self, setting: Setting | None, family: int, protocol: ServiceProtocol,
                  default_port: int) -> Fallback | None:
         if setting is None:
             return None
-        fb: FallbackLine = setting.value
-        address = self.address(fb.address.host, family, setting, "fallback server")
-        port = self.port(fb.address, protocol, setting, "fallback server", default_port)
+        line: FallbackLine = setting.value
+        address = self.address(line.address.host, family, setting, "fallback server")
+        port = self.port(line.address, protocol, setting, "fallback server", default_port)
         if address is None or port is None:
             return None
-        return Fallback(address, port, fb.forward, 1)
+        return Fallback(address, port, Forward(line.forward), 1)
 
     # --- resolution helpers -----------------------------------------------------------
 
@@ -103,12 +106,12 @@ class _Builder:
                                    f"{quote(where.text)}")
         return None
 
-    def port(self, hp: HostPort, protocol: str, where: Setting, what: str, default: int) -> int | None:
-        if not hp.port:
+    def port(self, written: HostPort, protocol: str, where: Setting, what: str, default: int) -> int | None:
+        if not written.port:
             return default
-        port = resolve_port(hp.port, protocol)
+        port = resolve_port(written.port, protocol)
         if port is None:
-            self.error(where.line, f"unknown port or service name {hp.port!r} for the {what}: "
+            self.error(where.line, f"unknown port or service name {written.port!r} for the {what}: "
                                    f"{quote(where.text)}")
         return port
 
@@ -134,63 +137,42 @@ class _Builder:
     def virtual(self, section: Section) -> Virtual | None:
         if section.address is None:
             return None
-        s = section.settings
+        settings = section.settings
 
         def get(name: str, default: Any = None) -> Any:
-            return s[name].value if name in s else default
+            return settings[name].value if name in settings else default
 
         where = Setting(None, section.line, section.text)
         family = 6 if section.v6 else 4
-        va = section.address
-        fwmark = va.fwmark
-        protocol = defaults.protocol_for(va.port)
-        if "protocol" in s:
-            wanted = s["protocol"].value
-            if fwmark is not None and wanted != "fwm":
-                self.error(s["protocol"].line, "a firewall-mark virtual service needs protocol=fwm "
-                                               f"(or no protocol line): {quote(s['protocol'].text)}")
-            elif fwmark is None and wanted == "fwm":
-                self.error(s["protocol"].line, "protocol=fwm needs a firewall-mark virtual (virtual=N); "
-                                               f"this one has an address and port: "
-                                               f"{quote(s['protocol'].text)}")
-            else:
-                protocol = wanted
+        written = section.address
+        fwmark = written.fwmark
+        protocol = self.protocol(written, settings)
         address: str | None = None
         port = 0
         ok = True
         if fwmark is None:
-            assert va.host is not None and va.port is not None
-            address = self.address(va.host, family, where, "virtual service")
-            resolved_port = self.port(HostPort(va.host, va.port), protocol, where, "virtual service", 0)
+            assert written.host is not None and written.port is not None
+            address = self.address(written.host, family, where, "virtual service")
+            resolved_port = self.port(HostPort(written.host, written.port), protocol, where,
+                                      "virtual service", 0)
             if resolved_port == 0:
                 self.error(section.line, f"the virtual service's port must be between 1 and 65535: "
                                          f"{quote(section.text)}")
             ok = address is not None and bool(resolved_port)
             port = resolved_port or 0
-        if get("ops", False) and protocol != "udp":
-            self.error(s["ops"].line, f"ops=yes (one-packet scheduling) needs protocol=udp: "
-                                      f"{quote(s['ops'].text)}")
+        if get("ops", False) and protocol is not ServiceProtocol.UDP:
+            self.error(settings["ops"].line, f"ops=yes (one-packet scheduling) needs protocol=udp: "
+                                             f"{quote(settings['ops'].text)}")
         service = get("service") or (defaults.service_for_port(port) if fwmark is None else "none")
-        type_name, ctype, every = get("checktype", ("negotiate", CheckType.NEGOTIATE, 0))
-        if ctype is CheckType.NEGOTIATE and service not in registry.SUPPORTED_SERVICES:
-            if "service" in s:
-                self.error(s["service"].line, f"service={service} is not supported yet: "
-                                              f"{quote(s['service'].text)}")
-            else:
-                self.error(section.line, f"service={service} (ldirectord's default for port {port}) "
-                                         "is not supported yet: set service= or checktype=connect in "
-                                         f"this section: {quote(section.text)}")
-        if ctype in (CheckType.EXTERNAL, CheckType.EXTERNAL_PERL) and "checkcommand" not in s:
-            self.warn(section.line, f"checktype={type_name} without checkcommand runs "
-                                    f"{defaults.DEFAULT_CHECKCOMMAND} (always up)")
-        if get("httpmethod") == "HEAD" and "receive" in s:
-            self.warn(s["receive"].line, "httpmethod=HEAD gets no body, so receive can never match")
+        type_name, checktype, every = get("checktype", ("negotiate", CheckType.NEGOTIATE, 0))
+        self.check_the_checks(section, service, port, type_name, checktype)
 
-        vcontext = _VirtualContext(family, protocol, address, port, fwmark, service, ctype, every, s)
+        context = _VirtualContext(family, protocol, address, port, fwmark, service, checktype, every,
+                                  settings)
         reals: list[Real] = []
         seen: dict[tuple[str, int], int] = {}
         for setting in section.reals:
-            for real in self.reals(setting, vcontext):
+            for real in self.reals(setting, context):
                 key = (real.address, real.port)
                 if key in seen:
                     self.error(setting.line, f"duplicate real server {real.label} in this virtual "
@@ -199,96 +181,141 @@ class _Builder:
                 seen[key] = setting.line
                 reals.append(real)
         if fwmark is not None and get("announce", False):
-            self.error(s["announce"].line, "announce=yes needs a virtual service with an address: a "
-                                           f"firewall mark has none to announce: {quote(s['announce'].text)}")
+            self.error(settings["announce"].line, "announce=yes needs a virtual service with an address: a "
+                                                  "firewall mark has none to announce: "
+                                                  f"{quote(settings['announce'].text)}")
         if not ok:
             return None
 
-        fb_name = "fallback6" if section.v6 else "fallback"
-        fb_setting = s.get(fb_name) or self.draft.settings.get(fb_name)
+        fallback_name = "fallback6" if section.v6 else "fallback"
+        fallback_setting = settings.get(fallback_name) or self.draft.settings.get(fallback_name)
         fallback = None
-        if fb_setting is not None:
-            fallback = (self.fallback(fb_setting, family, protocol, port) if fb_name in s
-                        else self.inherit_fallback(fb_setting, family, protocol, port))
+        if fallback_setting is not None:
+            fallback = (self.fallback(fallback_setting, family, protocol, port) if fallback_name in settings
+                        else self.inherit_fallback(fallback_setting, family, protocol, port))
         return Virtual(
             family=family, protocol=protocol, address=address, port=port, fwmark=fwmark,
             scheduler=get("scheduler", "wrr"), persistent=get("persistent"), netmask=get("netmask"),
             schedflags=get("schedflags", ()), ops=get("ops", False), reals=tuple(reals),
             fallback=fallback,
-            fallbackcommand=get("fallbackcommand", self.g("fallbackcommand")),
-            quiescent=get("quiescent", self.g("quiescent", False)),
-            cleanstop=get("cleanstop", self.g("cleanstop", True)),
-            service=service, checktype=type_name, servicename=get("servicename"),
+            fallbackcommand=get("fallbackcommand", self.global_value("fallbackcommand")),
+            quiescent=get("quiescent", self.global_value("quiescent", False)),
+            cleanstop=get("cleanstop", self.global_value("cleanstop", True)),
+            service=service, checktype=checktype, connect_every=every, servicename=get("servicename"),
             comment=get("comment"), monitorfile=get("monitorfile"),
-            emailalert=get("emailalert", self.g("emailalert")),
-            emailalertfreq=get("emailalertfreq", self.g("emailalertfreq", 0)),
-            emailalertstatus=get("emailalertstatus", self.g("emailalertstatus", ("all",))),
-            smtp=get("smtp", self.g("smtp")), line=section.line,
-            announce=fwmark is None and get("announce", self.g("announce", False)),
+            emailalert=get("emailalert", self.global_value("emailalert")),
+            emailalertfreq=get("emailalertfreq", self.global_value("emailalertfreq", 0)),
+            emailalertstatus=get("emailalertstatus", self.global_value("emailalertstatus", ("all",))),
+            smtp=get("smtp", self.global_value("smtp")), line=section.line,
+            announce=fwmark is None and get("announce", self.global_value("announce", False)),
         )
 
-    def inherit_fallback(self, setting: Setting, family: int, protocol: str, port: int) -> Fallback | None:
+    def protocol(self, written: VirtualAddress, settings: dict[str, Setting]) -> ServiceProtocol:
+        """`protocol=` if it fits the virtual, else ldirectord's default (udp for port 53, fwm for marks)."""
+        protocol = ServiceProtocol(defaults.protocol_for(written.port))
+        fwmark = written.fwmark
+        if "protocol" in settings:
+            wanted = settings["protocol"].value
+            if fwmark is not None and wanted != "fwm":
+                self.error(settings["protocol"].line, "a firewall-mark virtual service needs protocol=fwm "
+                           f"(or no protocol line): {quote(settings['protocol'].text)}")
+            elif fwmark is None and wanted == "fwm":
+                self.error(settings["protocol"].line,
+                           "protocol=fwm needs a firewall-mark virtual (virtual=N); "
+                           f"this one has an address and port: {quote(settings['protocol'].text)}")
+            else:
+                protocol = ServiceProtocol(wanted)
+        return protocol
+
+    def check_the_checks(self, section: Section, service: str, port: int, type_name: str,
+                         checktype: CheckType) -> None:
+        """Errors and warnings about the section's check settings as a whole."""
+        settings = section.settings
+
+        def get(name: str, default: Any = None) -> Any:
+            return settings[name].value if name in settings else default
+
+        if checktype is CheckType.NEGOTIATE and service not in services.SUPPORTED_SERVICES:
+            if "service" in settings:
+                self.error(settings["service"].line, f"service={service} is not supported yet: "
+                                                     f"{quote(settings['service'].text)}")
+            else:
+                self.error(section.line, f"service={service} (ldirectord's default for port {port}) "
+                                         "is not supported yet: set service= or checktype=connect in "
+                                         f"this section: {quote(section.text)}")
+        if checktype in (CheckType.EXTERNAL, CheckType.EXTERNAL_PERL) and "checkcommand" not in settings:
+            self.warn(section.line, f"checktype={type_name} without checkcommand runs "
+                                    f"{defaults.DEFAULT_CHECKCOMMAND} (always up)")
+        if get("httpmethod") == "HEAD" and "receive" in settings:
+            self.warn(settings["receive"].line, "httpmethod=HEAD gets no body, so receive can never match")
+
+    def inherit_fallback(self, setting: Setting, family: int, protocol: ServiceProtocol,
+                         port: int) -> Fallback | None:
         """The global fallback, given this virtual's port when it names none.
 
         Errors in it were reported once, for the global line; don't repeat them per virtual.
         """
-        fb: FallbackLine = setting.value
-        address = resolve_host(fb.address.host, family, self.resolver)
-        fb_port = resolve_port(fb.address.port, protocol) if fb.address.port else port
-        if address is None or fb_port is None:
+        line: FallbackLine = setting.value
+        address = resolve_host(line.address.host, family, self.resolver)
+        own_port = resolve_port(line.address.port, protocol) if line.address.port else port
+        if address is None or own_port is None:
             return None
-        return Fallback(address, fb_port, fb.forward, 1)
+        return Fallback(address, own_port, Forward(line.forward), 1)
 
     # --- reals and their checks ---------------------------------------------------------
 
-    def reals(self, setting: Setting, vc: _VirtualContext) -> list[Real]:
-        rl: RealLine = setting.value
-        first = self.address(rl.first.host, vc.family, setting, "real server")
-        last = self.address(rl.last.host, vc.family, setting, "real server") if rl.last else None
-        default_port = vc.port if vc.fwmark is None else 0
-        port = self.port(rl.first, vc.protocol, setting, "real server", default_port)
-        if first is None or port is None or (rl.last is not None and last is None):
+    def reals(self, setting: Setting, context: _VirtualContext) -> list[Real]:
+        written: RealLine = setting.value
+        first = self.address(written.first.host, context.family, setting, "real server")
+        last = (self.address(written.last.host, context.family, setting, "real server")
+                if written.last else None)
+        default_port = context.port if context.fwmark is None else 0
+        port = self.port(written.first, context.protocol, setting, "real server", default_port)
+        if first is None or port is None or (written.last is not None and last is None):
             return []
-        if port == 0 and vc.fwmark is None:
-            port = vc.port  # ipvsadm gives a real without a port the virtual's port
+        if port == 0 and context.fwmark is None:
+            port = context.port  # ipvsadm gives a real without a port the virtual's port
         addresses = [first]
-        if rl.last is not None and last is not None:
+        if written.last is not None and last is not None:
             lo, hi = int(ipaddress.IPv4Address(first)), int(ipaddress.IPv4Address(last))
             if lo > hi:
-                self.error(setting.line, f"the range {rl.first.host}->{rl.last.host} runs backwards: "
+                self.error(setting.line, f"the range {written.first.host}->{written.last.host} runs "
+                                         "backwards: "
                                          f"write the lower address first: {quote(setting.text)}")
                 return []
             if hi - lo >= MAX_RANGE:
-                self.error(setting.line, f"the range {rl.first.host}->{rl.last.host} has {hi - lo + 1} "
-                                         f"addresses (at most {MAX_RANGE}): {quote(setting.text)}")
+                self.error(setting.line, f"the range {written.first.host}->{written.last.host} has "
+                                         f"{hi - lo + 1} addresses (at most {MAX_RANGE}): "
+                                         f"{quote(setting.text)}")
                 return []
             addresses = [str(ipaddress.IPv4Address(i)) for i in range(lo, hi + 1)]
-        if vc.fwmark is None and rl.forward != "masq" and port != vc.port:
-            self.warn(setting.line, f"{rl.forward} cannot map ports: IPVS sends to port {vc.port} of "
-                                    f"the real server, not {port}; use masq to map ports")
+        if context.fwmark is None and written.forward != "masq" and port != context.port:
+            self.warn(setting.line, f"{written.forward} cannot map ports: IPVS sends to port "
+                                    f"{context.port} of the real server, not {port}; use masq to map ports")
         reals = []
         for address in addresses:
-            check = self.check(address, port, rl, setting, vc)
+            check = self.check(address, port, written, setting, context)
             if check is None:
                 return []
-            reals.append(Real(address=address, port=port, forward=rl.forward, weight=rl.weight,
-                              check=check, upper=rl.upper, lower=rl.lower, line=setting.line))
+            reals.append(Real(address=address, port=port, forward=Forward(written.forward),
+                              weight=written.weight, check=check, upper=written.upper,
+                              lower=written.lower, line=setting.line))
         return reals
 
-    def check(self, address: str, port: int, rl: RealLine, setting: Setting,
-              vc: _VirtualContext) -> CheckSpec | None:
-        s = vc.settings
+    def check(self, address: str, port: int, written: RealLine, setting: Setting,
+              context: _VirtualContext) -> CheckSpec | None:
+        settings = context.settings
 
         def get(name: str, default: Any = None) -> Any:
-            return s[name].value if name in s else default
+            return settings[name].value if name in settings else default
 
-        ctype = vc.ctype
-        if ctype is CheckType.CONNECT and vc.protocol == "udp":
-            ctype = CheckType.PING  # ldirectord checks UDP "connect" with ping
-        service = vc.service if ctype is CheckType.NEGOTIATE else "none"
-        if rl.request is not None:
-            request_raw: str | None = rl.request or None
-            receive = rl.receive or ""
+        checktype = context.checktype
+        if checktype is CheckType.CONNECT and context.protocol is ServiceProtocol.UDP:
+            checktype = CheckType.PING  # ldirectord checks UDP "connect" with ping
+        service = context.service if checktype is CheckType.NEGOTIATE else "none"
+        if written.request is not None:
+            request_raw: str | None = written.request or None
+            receive = written.receive or ""
             try:
                 receive_re = translate(receive) if receive else None
             except PerlRegexError as exc:
@@ -298,67 +325,43 @@ class _Builder:
         else:
             request_raw = get("request")
             receive, receive_re = get("receive", ("", None))
-        check_address = address
-        check_port = defaults.checkport(get("checkport"), port, service)
-        virtualhost = get("virtualhost")
-        scheme = ""
-        request = request_raw or ""
-        if service in ("http", "https"):
-            scheme = service
-            request = request_raw or "/"
-            url = _URL.fullmatch(request)
-            if url:
-                scheme = url.group(1)
-                host = url.group(2).strip("[]")
-                resolved = self.address(host, vc.family, setting if rl.request else s["request"],
-                                        "check URL's host")
-                if resolved is None:
-                    return None
-                check_address = resolved
-                check_port = int(url.group(3)) if url.group(3) else (443 if scheme == "https" else 80)
-                request = url.group(4) or "/"
-                if not request.startswith("/"):
-                    request = "/" + request
-                virtualhost = virtualhost or host
-            elif not request.startswith("/"):
-                request = "/" + request
-        elif service == "http_proxy":
-            scheme = "http"
-            if not re.match(r"https?://", request):
-                line = s["request"].line if "request" in s and not rl.request else setting.line
-                self.error(line, "service=http_proxy needs an absolute request URL that the proxy "
-                                       'fetches, such as request="http://www.example.com/"')
-                return None
-        needs_port = ctype is CheckType.CONNECT or (ctype is CheckType.NEGOTIATE and service != "none")
+        target = self.web_target(service, request_raw, address,
+                                 defaults.checkport(get("checkport"), port, service), get("virtualhost"),
+                                 written, setting, context)
+        if target is None:
+            return None
+        scheme, check_address, check_port, request, virtualhost = target
+        negotiates = checktype is CheckType.NEGOTIATE and service != "none"
+        needs_port = checktype is CheckType.CONNECT or negotiates
         if needs_port and not check_port:
-            what = f"checktype={ctype.value}" if ctype is CheckType.CONNECT else f"service={service}"
+            what = f"checktype={checktype.value}" if checktype is CheckType.CONNECT else f"service={service}"
             self.error(setting.line, f"real server {address} has no port, so the {what} check has none "
                                      "to connect to: add checkport=N to the virtual section (firewall-mark "
                                      f"reals usually carry no port): {quote(setting.text)}")
             return None
-        if ctype in (CheckType.PING, CheckType.ON, CheckType.OFF):
+        if checktype is CheckType.PING or not checktype.runs:
             check_port = 0
         command = ""
         command_args: tuple[str, ...] = ()
-        if ctype in (CheckType.EXTERNAL, CheckType.EXTERNAL_PERL):
+        if checktype in (CheckType.EXTERNAL, CheckType.EXTERNAL_PERL):
             command = get("checkcommand", defaults.DEFAULT_CHECKCOMMAND)
-            vip = str(vc.fwmark) if vc.fwmark is not None else _bracket(vc.address or "", vc.family)
-            command_args = (vip, str(vc.port), _bracket(address, vc.family), str(port))
+            vip = str(context.fwmark) if context.fwmark is not None else bracketed(context.address or "")
+            command_args = (vip, str(context.port), bracketed(address), str(port))
             check_port = check_port or port
-        g = self.g
-        vct, vnt = get("checktimeout"), get("negotiatetimeout")
-        gct, gnt = g("checktimeout"), g("negotiatetimeout")
+        inherit = self.global_value
+        own = get("checktimeout"), get("negotiatetimeout")  # this virtual's, then the global ones
+        inherited = inherit("checktimeout"), inherit("negotiatetimeout")
         return CheckSpec(
-            type=ctype, service=service, protocol=vc.protocol, family=vc.family,
+            type=checktype, service=service, protocol=context.protocol, family=context.family,
             address=check_address, port=check_port, request=request, receive=receive,
             receive_re=receive_re, scheme=scheme, virtualhost=virtualhost,
             httpmethod=get("httpmethod", "GET"),
-            checktimeout=defaults.checktimeout(vct, vnt, gct, gnt),
-            negotiatetimeout=defaults.negotiatetimeout(vct, vnt, gct, gnt),
-            checkinterval=get("checkinterval", g("checkinterval", defaults.DEFAULT_CHECKINTERVAL)),
-            failurecount=get("failurecount", g("failurecount", 1)),
-            checkcount=get("checkcount", g("checkcount", 1)),
-            connect_every=vc.every,
+            checktimeout=defaults.checktimeout(*own, *inherited),
+            negotiatetimeout=defaults.negotiatetimeout(*own, *inherited),
+            checkinterval=get("checkinterval", inherit("checkinterval", defaults.DEFAULT_CHECKINTERVAL)),
+            failurecount=get("failurecount", inherit("failurecount", 1)),
+            checkcount=get("checkcount", inherit("checkcount", 1)),
+            connect_every=context.every,
             login=get("login", defaults.default_login(service)),
             passwd=get("passwd", defaults.default_passwd(service)),
             database=get("database", ""), secret=get("secret", ""),
@@ -366,21 +369,56 @@ class _Builder:
         )
 
 
+    def web_target(self, service: str, request_raw: str | None, address: str, port: int,
+                   virtualhost: str | None, written: RealLine, setting: Setting,
+                   context: _VirtualContext) -> tuple[str, str, int, str, str | None] | None:
+        """(scheme, address, port, request, virtualhost) the check uses; a URL request can move it.
+
+        http/https: a request that is a URL (`http://host:port/path`) sends the check to that
+        host and port; a path gains its leading `/`. http_proxy needs an absolute URL.
+        """
+        settings = context.settings
+        request = request_raw or ""
+        if service in ("http", "https"):
+            request = request_raw or "/"
+            url = _URL.fullmatch(request)
+            if not url:
+                path = request if request.startswith("/") else "/" + request
+                return service, address, port, path, virtualhost
+            scheme = url.group(1)
+            host = url.group(2).strip("[]")
+            where = setting if written.request else settings["request"]
+            resolved = self.address(host, context.family, where, "check URL's host")
+            if resolved is None:
+                return None
+            url_port = int(url.group(3)) if url.group(3) else (443 if scheme == "https" else 80)
+            path = url.group(4) or "/"
+            if not path.startswith("/"):
+                path = "/" + path
+            return scheme, resolved, url_port, path, virtualhost or host
+        if service == "http_proxy":
+            if not re.match(r"https?://", request):
+                own_line = "request" in settings and not written.request
+                line = settings["request"].line if own_line else setting.line
+                self.error(line, "service=http_proxy needs an absolute request URL that the proxy "
+                                 'fetches, such as request="http://www.example.com/"')
+                return None
+            return "http", address, port, request, virtualhost
+        return "", address, port, request, virtualhost
+
+
 @dataclass(frozen=True, slots=True)
 class _VirtualContext:
     family: int
-    protocol: str
+    protocol: ServiceProtocol
     address: str | None
     port: int
     fwmark: int | None
     service: str
-    ctype: CheckType
+    checktype: CheckType
     every: int
     settings: dict[str, Setting]
 
-
-def _bracket(address: str, family: int) -> str:
-    return f"[{address}]" if family == 6 else address
 
 
 def build(draft: Draft, resolver: Resolver) -> tuple[Config, list[ConfigIssue], list[ConfigIssue]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from healthd.checks.spec import CheckSpec
+from healthd.vocab import CheckType, Forward, ServiceProtocol, host_port
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,7 +17,7 @@ class Real:
 
     address: str  # canonical IP text, no brackets
     port: int  # 0 for fwmark virtuals without a port
-    forward: str  # "gate" | "masq" | "ipip"
+    forward: Forward
     weight: int  # 0 allowed
     check: CheckSpec
     upper: int = 0  # u:N connection threshold, 0 = none
@@ -26,8 +27,7 @@ class Real:
     @property
     def label(self) -> str:
         """`10.0.0.2:80` / `[2001:db8::2]:80`, as logs and `journalctl REAL=` use it."""
-        host = f"[{self.address}]" if ":" in self.address else self.address
-        return f"{host}:{self.port}"
+        return host_port(self.address, self.port)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +36,7 @@ class Fallback:
 
     address: str
     port: int
-    forward: str = "gate"  # ldirectord's default forwarding for a fallback
+    forward: Forward = Forward.GATE  # ldirectord's default forwarding for a fallback
     weight: int = 1
 
 
@@ -45,7 +45,7 @@ class Virtual:
     """A `virtual=`/`virtual6=` section."""
 
     family: int  # 4 or 6
-    protocol: str  # "tcp" | "udp" | "fwm"
+    protocol: ServiceProtocol  # TCP, UDP or FWM
     address: str | None  # None for fwmark
     port: int  # 0 for fwmark
     fwmark: int | None
@@ -62,7 +62,8 @@ class Virtual:
     quiescent: bool = False
     cleanstop: bool = True
     service: str = "none"  # resolved service (given, or by port); in each CheckSpec when it negotiates
-    checktype: str = "negotiate"  # as resolved, for summaries
+    checktype: CheckType = CheckType.NEGOTIATE  # as resolved, for summaries
+    connect_every: int = 0  # numeric checktype N: N connect checks between two negotiates
     servicename: str | None = None
     comment: str | None = None
     monitorfile: str | None = None
@@ -74,12 +75,16 @@ class Virtual:
     line: int = 0
 
     @property
+    def checktype_text(self) -> str:
+        """The checktype as ldirectord.cf spells it: `negotiate`, `external-perl`, or N for a numeric one."""
+        return str(self.connect_every) if self.connect_every else self.checktype.value
+
+    @property
     def label(self) -> str:
         """`172.17.111.111:80`, `[2001:db8::5]:119` or `fwmark 99`."""
         if self.fwmark is not None:
             return f"fwmark {self.fwmark}"
-        host = f"[{self.address}]" if self.family == 6 else self.address
-        return f"{host}:{self.port}"
+        return host_port(self.address or "", self.port)
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,7 +51,7 @@ def virtual_dict(v: Virtual) -> dict[str, Any]:
         "address": v.address, "port": v.port if v.fwmark is None else None, "fwmark": v.fwmark,
         "family": v.family, "protocol": v.protocol, "scheduler": v.scheduler,
         "persistent": v.persistent, "netmask": v.netmask, "schedflags": list(v.schedflags) or None,
-        "ops": v.ops, "service": v.service, "checktype": v.checktype,
+        "ops": v.ops, "service": v.service, "checktype": v.checktype_text,
         "reals": [real_dict(r) for r in v.reals], "fallback": _fallback(v.fallback),
         "fallbackcommand": v.fallbackcommand, "quiescent": v.quiescent, "cleanstop": v.cleanstop,
         "announce": v.announce,
@@ -139,7 +139,7 @@ def to_text(config: Config) -> str:
         if v.ops:
             extra += ", one-packet scheduling"
         lines += ["", f"virtual {v.label} {v.protocol}, scheduler {v.scheduler}{extra}, "
-                      f"checktype {v.checktype}, service {v.service}, quiescent {_yes(v.quiescent)}"]
+                      f"checktype {v.checktype_text}, service {v.service}, quiescent {_yes(v.quiescent)}"]
         if v.servicename or v.comment:
             lines.append(f"  {' - '.join(x for x in (v.servicename, v.comment) if x)}")
         for r in v.reals:

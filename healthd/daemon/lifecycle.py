@@ -2,7 +2,9 @@
 
 The daemon owns the process-level concerns (signals, systemd, logging, pidfile,
 control socket, the config file) and hands everything about checks and the
-IPVS table to the engine, through the small EngineLike interface below.
+IPVS table to the engine, through the small EngineLike interface below. It
+consumes the engine's typed events and snapshot directly, as one observer among
+the daemon features (Feature below: email alerts, metrics, ...).
 A reload parses and validates the whole new file first; an invalid file
 changes nothing but the log and the systemd status.
 """
@@ -10,15 +12,13 @@ changes nothing but the log and the systemd status.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import os
 import shlex
 import signal
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,6 +26,11 @@ from healthd.config.model import Config, ConfigError
 from healthd.daemon import logs
 from healthd.daemon.control import ControlServer
 from healthd.daemon.systemd import Notifier
+from healthd.engine import events
+from healthd.engine.bus import EventBus
+from healthd.engine.snapshot import Snapshot, as_json, reals_up
+from healthd.process import run_process
+from healthd.vocab import State
 
 log = logging.getLogger("healthd")
 
@@ -34,26 +39,13 @@ CALLBACK_TIMEOUT = 30.0
 STATUS_COALESCE = 0.1  # seconds: state changes within this window share one STATUS= message
 
 
-@dataclass(frozen=True)
-class StateChange:
-    """One real server changed state, as the engine reports it."""
-
-    virtual: str  # Virtual.label
-    real: str  # Real.label
-    check: str  # short description of the check ("http GET /ok.html")
-    up: bool
-    detail: str  # the last check's Outcome.detail
-    first: bool = False  # the real's first verdict since healthd started
-
-
 class EngineLike(Protocol):
-    """What the daemon needs from the engine."""
+    """What the daemon needs from the engine (healthd.engine.engine.Engine)."""
+
+    events: EventBus  # where the daemon and every feature subscribe
+    first_round: asyncio.Event  # set once every check ran once and its result is applied
 
     async def start(self) -> None: ...
-
-    async def wait_first_round(self) -> None:
-        """Returns once every check ran once and its result is applied to the table."""
-        ...
 
     async def reload(self, config: Config) -> None: ...
 
@@ -61,22 +53,32 @@ class EngineLike(Protocol):
         """Stop checking; honour cleanstop and run `fallbackcommand stop`."""
         ...
 
-    def snapshot(self) -> dict[str, Any]:
-        """{"virtuals": [{"virtual", ..., "reals": [{"real", "weight", "state", ...}]}]}"""
-        ...
+    def snapshot(self) -> Snapshot: ...
 
 
-EngineFactory = Callable[[Config, Callable[[StateChange], None]], EngineLike]
+class Feature(Protocol):
+    """A daemon feature (email alerts, monitorfile, metrics, notify hooks, ...): an observer of the engine.
+
+    start() runs before the engine starts, so the feature sees the first events: it
+    subscribes to engine.events and may keep `engine` to read engine.snapshot() later.
+    stop() runs after the engine stopped (flush, close files and servers).
+    """
+
+    async def start(self, engine: EngineLike) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+EngineFactory = Callable[[Config], EngineLike]
 Loader = Callable[[str], Config]
 
 
-def summary(snapshot: dict[str, Any]) -> str:
+def summary(snapshot: Snapshot) -> str:
     """The one-line STATUS for systemd: "5/6 reals up in 2 virtual services"."""
-    virtuals = snapshot.get("virtuals", [])
-    reals = [r for v in virtuals for r in v.get("reals", [])]
-    up = sum(1 for r in reals if r.get("state") == "up")
-    noun = "virtual service" if len(virtuals) == 1 else "virtual services"
-    return f"{up}/{len(reals)} reals up in {len(virtuals)} {noun}"
+    up, reals = reals_up(snapshot)
+    count = len(snapshot.virtuals)
+    noun = "virtual service" if count == 1 else "virtual services"
+    return f"{up}/{reals} reals up in {count} {noun}"
 
 
 class FileWatch:
@@ -123,6 +125,7 @@ class Daemon:
         ipvs_kind: str = "netlink",
         watch_interval: float = 1.0,
         on_started: Callable[[], None] | None = None,
+        features: Sequence[Feature] = (),
     ) -> None:
         self.config = config
         self.engine_factory = engine_factory
@@ -132,6 +135,7 @@ class Daemon:
         self.ipvs_kind = ipvs_kind
         self.watch_interval = watch_interval
         self.on_started = on_started
+        self.features = tuple(features)
         self.engine: EngineLike | None = None
         self.ready = asyncio.Event()  # READY=1 was sent (first round applied)
         self.started_at = time.time()
@@ -175,12 +179,16 @@ class Daemon:
             "starting with %s (%d virtual service%s, IPVS table: %s)",
             self.config.path, count, "" if count == 1 else "s", self._table_words(),
         )
-        self.engine = self.engine_factory(self.config, self._on_state_change)
+        self.engine = self.engine_factory(self.config)
+        self.engine.events.subscribe(self._on_event)
         try:
+            for feature in self.features:
+                await feature.start(self.engine)
             await self.engine.start()
         except Exception as exc:
             log.error("cannot start: %s", exc)
             self.notifier.stopping(f"failed to start: {exc}")
+            await self._stop_features()
             return 1
         if self.control_path is not None:
             self._control = ControlServer(self.control_path, self.status_snapshot)
@@ -204,7 +212,7 @@ class Daemon:
 
     async def _first_round(self) -> None:
         assert self.engine is not None
-        await self.engine.wait_first_round()
+        await self.engine.first_round.wait()
         status = summary(self.engine.snapshot())
         log.info("first round of checks applied: %s", status)
         self.notifier.ready(status)
@@ -225,15 +233,25 @@ class Daemon:
                 log.warning("the engine did not stop within %.1f s; exiting anyway", STOP_BUDGET)
             except Exception as exc:
                 log.error("error while stopping: %s", exc)
+        await self._stop_features()
         if self._control is not None:
             await self._control.close()
         self.notifier.close()
         log.info("stopped")
 
+    async def _stop_features(self) -> None:
+        for feature in self.features:
+            try:
+                await feature.stop()
+            except Exception:
+                log.exception("feature %r failed to stop", feature)
+
     # --- state changes --------------------------------------------------------------
 
-    def _on_state_change(self, change: StateChange) -> None:
-        logs.state_change(change.virtual, change.real, change.check, change.up, change.detail, change.first)
+    def _on_event(self, event: events.Event) -> None:
+        logs.log_event(event)
+        if not isinstance(event, events.RealChanged) or event.new is State.UNKNOWN:
+            return
         if self.ready.is_set() and self.engine is not None and self._status_pending is None:
             # A burst of changes (a switch failing) becomes one STATUS, and one snapshot of the engine.
             loop = asyncio.get_running_loop()
@@ -269,49 +287,52 @@ class Daemon:
         assert self.engine is not None
         self.notifier.reloading()
         log.info("reloading %s", self.config.path)
+        started = time.monotonic()
+        path = self.config.path
+        issues: tuple[str, ...] = ()
         try:
-            new = await asyncio.to_thread(self.loader, self.config.path)
+            new = await asyncio.to_thread(self.loader, path)
         except ConfigError as exc:
-            self.reload_error = [str(issue) for issue in exc.issues] or [str(exc)]
-            for issue in self.reload_error:
-                log.error("reload: %s", issue)
-            log.error(
-                "reload failed: %d errors in %s; still running the previous configuration",
-                len(self.reload_error), self.config.path,
-            )
-            self._reload_done()
-            return False
+            issues = tuple(str(issue) for issue in exc.issues) or (str(exc),)
+            self.reload_error = list(issues)
+            outcome = (f"reload failed: {len(issues)} errors in {path}; "
+                       "still running the previous configuration")
+            return self._reload_done(events.ReloadDone(path, False, self.config, issues, outcome,
+                                                       time.monotonic() - started))
         except OSError as exc:
-            self.reload_error = [f"{self.config.path}: {exc.strerror or exc}"]
-            log.error("reload failed: cannot read %s: %s; still running the previous configuration",
-                      self.config.path, exc.strerror or exc)
-            self._reload_done()
-            return False
+            self.reload_error = [f"{path}: {exc.strerror or exc}"]
+            outcome = (f"reload failed: cannot read {path}: {exc.strerror or exc}; "
+                       "still running the previous configuration")
+            return self._reload_done(events.ReloadDone(path, False, self.config, (), outcome,
+                                                       time.monotonic() - started))
         logs.MASKER.update(logs.config_secrets(new) + logs.config_secrets(self.config))
         try:
             await self.engine.reload(new)
         except Exception as exc:
             # Not the file's fault: say so, and keep serving with what the engine still has.
-            self.reload_error = [f"{self.config.path}: the new configuration could not be applied: {exc}"]
-            log.error("reload failed: %s", self.reload_error[0])
-            self._reload_done()
-            return False
+            self.reload_error = [f"{path}: the new configuration could not be applied: {exc}"]
+            return self._reload_done(events.ReloadDone(path, False, self.config, (),
+                                                       f"reload failed: {self.reload_error[0]}",
+                                                       time.monotonic() - started))
         self.config = new
         logs.MASKER.update(logs.config_secrets(new))
         self.reload_error = []
         self.reloads += 1
         self.reloaded_at = time.time()
-        log.info("reloaded %s: %s", new.path, self._status_line())
-        self._reload_done()
-        return True
+        return self._reload_done(events.ReloadDone(new.path, True, new, (),
+                                                   f"reloaded {new.path}: {self._status_line()}",
+                                                   time.monotonic() - started))
 
-    def _reload_done(self) -> None:
+    def _reload_done(self, result: events.ReloadDone) -> bool:
+        assert self.engine is not None
+        self.engine.events.emit(result)  # logged by our own observer, like every event
         # READY=1 ends systemd's "reloading" state; before the first round it would also end
         # start-up too early, so then only the status line changes.
         if self.ready.is_set():
             self.notifier.send(READY=1, STATUS=self._status_line())
         else:
             self.notifier.status(self._status_line())
+        return result.ok
 
     # --- autoreload --------------------------------------------------------------------
 
@@ -335,29 +356,21 @@ class Daemon:
         except ValueError as exc:
             log.error("callback %r cannot be parsed: %s", callback, exc)
             return
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, start_new_session=True
-            )
-        except OSError as exc:
-            log.error("callback %s could not run: %s", argv[0], exc.strerror or exc)
-            return
-        try:
-            code = await asyncio.wait_for(proc.wait(), CALLBACK_TIMEOUT)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            await proc.wait()
+        # its output goes where ours goes (the journal under systemd), as with ldirectord
+        result = await run_process(argv, CALLBACK_TIMEOUT, capture=False)
+        if result.timed_out:
             log.error("callback %s did not finish within %.0f s and was killed", argv[0], CALLBACK_TIMEOUT)
-            return
-        if code != 0:
-            log.warning("callback %s exited with status %d", argv[0], code)
+        elif result.returncode is None:
+            log.error("callback: %s", result.error)
+        elif result.returncode != 0:
+            log.warning("callback %s exited with status %d", argv[0], result.returncode)
 
     # --- status ------------------------------------------------------------------------
 
     def status_snapshot(self) -> dict[str, Any]:
         """What `healthd status --json` prints."""
-        engine = self.engine.snapshot() if self.engine is not None else {"virtuals": []}
+        snapshot = self.engine.snapshot() if self.engine is not None else None
+        engine = as_json(snapshot) if snapshot is not None else {"virtuals": []}
         return {
             "pid": os.getpid(),
             "config": self.config.path,
@@ -366,6 +379,6 @@ class Daemon:
             "started": self.started_at,
             "reloaded": self.reloaded_at,
             "reload_errors": list(self.reload_error),
-            "summary": summary(engine),
+            "summary": summary(snapshot) if snapshot is not None else "0/0 reals up in 0 virtual services",
             **engine,
         }

@@ -1,6 +1,7 @@
 """Where healthd's log lines go: journald with structured fields, stderr with -d, or ldirectord's `logfile`.
 
-Every state change is one record with the journald fields VIRTUAL=, REAL=,
+log_event() is the one place an engine or daemon event becomes a log line and its
+journald fields. Every state change is one record with the fields VIRTUAL=, REAL=,
 CHECK= and STATE=up|down plus a sentence a human reads, so that
 `journalctl -u healthd REAL=10.0.0.2:80` shows one real server's history.
 Secrets from the config (passwd=, secret=) are masked in every record before
@@ -17,6 +18,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from healthd.config.model import Config
+from healthd.engine import events
+from healthd.ipvs.model import describe_op
+from healthd.vocab import State
 
 LOGGER = "healthd"
 DEFAULT_LOGFILE = "/var/log/ldirectord.log"  # ldirectord's default, kept for drop-in compatibility
@@ -176,3 +180,45 @@ def state_change(virtual: str, real: str, check: str, up: bool, detail: str, fir
         real, virtual, verb, check, detail,
         extra={"VIRTUAL": virtual, "REAL": real, "CHECK": check, "STATE": state},
     )
+
+
+def log_event(event: events.Event) -> None:
+    """Log one event with its journald fields; events that are no news for an operator log nothing."""
+    match event:
+        case events.RealChanged(virtual=virtual, real=real, check=check, old=old, new=new, outcome=outcome):
+            if new is State.UNKNOWN:
+                return  # not a verdict: nothing for an operator to act on
+            detail = outcome.detail if outcome is not None else "no check result"
+            state_change(virtual.label, real.label, events.describe_check(check), new is State.UP, detail,
+                         first=old is State.UNKNOWN)
+        case events.MaintenanceChanged(virtual=virtual, real=real, in_maintenance=on):
+            log.info(
+                "real server %s of virtual service %s %s maintenance",
+                real.label, virtual.label, "entered" if on else "left",
+                extra={"VIRTUAL": virtual.label, "REAL": real.label, "MAINTENANCE": "yes" if on else "no"},
+            )
+        case events.FallbackChanged(virtual=virtual, active=True):
+            log.warning("no real server of %s is up: the fallback server takes the traffic",
+                        virtual.label, extra={"VIRTUAL": virtual.label, "FALLBACK": "on"})
+        case events.FallbackChanged(virtual=virtual, active=False):
+            log.info("a real server of %s is up again: the fallback server is withdrawn",
+                     virtual.label, extra={"VIRTUAL": virtual.label, "FALLBACK": "off"})
+        case events.CommandFinished(virtual=virtual, argv=argv, returncode=code, error=error):
+            if error or code not in (0, None):
+                log.warning("fallbackcommand %s for %s failed: %s", " ".join(argv), virtual.label,
+                            error or f"exit status {code}", extra={"VIRTUAL": virtual.label})
+            else:
+                log.info("fallbackcommand %s for %s done", " ".join(argv), virtual.label,
+                         extra={"VIRTUAL": virtual.label})
+        case events.SyncFailed(error=error):
+            log.error("cannot update the IPVS table (will retry): %s", error)
+        case events.ReloadDone(ok=ok, issues=issues, outcome=outcome):
+            for issue in issues:
+                log.error("reload: %s", issue)
+            log.log(logging.INFO if ok else logging.ERROR, "%s", outcome)
+        case events.OperationRefused(operation=operation, error=error):
+            log.debug("IPVS refused: %s: %s", describe_op(operation), error)  # the reconciler warns already
+        case events.Notice(message=message):
+            log.warning("%s", message)
+        case events.TableApplied() | events.CheckDone():
+            pass  # routine: metrics and monitorfile observe these, the journal does not

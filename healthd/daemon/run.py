@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import sys
 from collections.abc import Callable
@@ -64,7 +65,7 @@ def _serve(
 async def _main(
     config: Config, *, ipvs: str, notifier: Notifier, report: Callable[[str], None] | None
 ) -> int:
-    from healthd.daemon.wiring import engine_factory, make_backend
+    from healthd.daemon.wiring import build_engine, features, make_backend
     from healthd.ipvs.backend import IPVSError
 
     try:
@@ -89,12 +90,13 @@ async def _main(
         return 1
     daemon = Daemon(
         config,
-        engine_factory=engine_factory(backend),
+        engine_factory=functools.partial(build_engine, backend=backend),
         loader=load_config,
         notifier=notifier,
         control_path=pidfile.socket_path(config.path),
         ipvs_kind=ipvs,
         on_started=(lambda: report("ok")) if report else None,
+        features=features(config),
     )
     try:
         return await daemon.run()

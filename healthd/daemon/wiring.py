@@ -1,18 +1,19 @@
-"""Builds the real parts the daemon runs: the IPVS backend chosen on the command line and the engine.
+"""Builds what the daemon runs: the IPVS backend chosen on the command line, the engine, the features.
 
-The only module that knows the constructors of healthd.ipvs and healthd.engine,
-so that lifecycle.py stays testable with fakes.
+The only module that knows the constructors of healthd.ipvs, healthd.checks and
+healthd.engine, so that lifecycle.py stays testable with fakes. A new daemon
+feature (an observer of the engine's events) is added to features() below.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from healthd.config.model import Config
-from healthd.daemon.lifecycle import EngineLike, StateChange
+from healthd.daemon.lifecycle import Feature
+from healthd.engine.engine import Engine
 from healthd.ipvs.backend import Backend
 
 IPVS_KINDS = ("netlink", "memory")
+FALLBACK_COMMAND_WAIT = 0.5  # seconds a `fallbackcommand stop` may delay the exit
 
 
 async def make_backend(kind: str) -> Backend:
@@ -28,12 +29,23 @@ async def make_backend(kind: str) -> Backend:
     raise ValueError(f"unknown IPVS table {kind!r}: use one of {', '.join(IPVS_KINDS)}")
 
 
-def engine_factory(backend: Backend) -> Callable[[Config, Callable[[StateChange], None]], EngineLike]:
-    """A factory the Daemon calls with the config and its state-change hook."""
+def build_engine(config: Config, backend: Backend) -> Engine:
+    """The engine over `backend`, with healthd's check runner; refused IPVS operations become events."""
+    from healthd.checks.runner import CheckRunner
+    from healthd.engine import events
+    from healthd.engine.bus import EventBus
+    from healthd.ipvs.reconcile import Reconciler
 
-    def build(config: Config, on_change: Callable[[StateChange], None]) -> EngineLike:
-        from healthd.daemon.engine_adapter import EngineAdapter
+    bus = EventBus()
+    reconciler = Reconciler(
+        backend, on_refused=lambda op, exc: bus.emit(events.OperationRefused(op, str(exc), exc.errno))
+    )
+    return Engine(config, CheckRunner(), reconciler, events=bus, command_wait=FALLBACK_COMMAND_WAIT)
 
-        return EngineAdapter(config, backend, on_change)
 
-    return build
+def features(config: Config) -> list[Feature]:
+    """The daemon features to run beside the engine, each an observer of its events."""
+    from healthd.announce.feature import AnnounceFeature
+
+    # always there: it does nothing (no device) until a virtual has announce=yes, even after a reload
+    return [AnnounceFeature()]

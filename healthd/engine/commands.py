@@ -1,91 +1,32 @@
 """fallbackcommand: run `CMD start|stop VIP:PORT tcp|udp|fwm` when a virtual's fallback switches.
 
-No shell: the command line is split like a shell would split words, then run
-directly in its own process group, with stdin closed and at most OUTPUT_LIMIT
-bytes of output kept. A command that outlives its timeout gets SIGTERM, then
-SIGKILL. Runs of one virtual are serialised so that `start` and `stop` arrive
-in order; the event loop never waits on a child.
+No shell: the command line is split like a shell would split words, then run by
+healthd.process.run_process (own process group, TERM then KILL at the timeout,
+bounded output). Runs of one virtual are serialised so that `start` and `stop`
+arrive in order; the event loop never waits on a child.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shlex
-import signal
-from dataclasses import dataclass
 
 from healthd.config.model import Virtual
-
-OUTPUT_LIMIT = 4096
-
-
-@dataclass(frozen=True, slots=True)
-class CommandResult:
-    argv: tuple[str, ...]
-    returncode: int | None  # None: could not start, or killed after the timeout
-    output: str  # first OUTPUT_LIMIT bytes of stdout+stderr, decoded leniently
-    error: str | None  # why it failed to start or finish, None when it ran to completion
+from healthd.engine import events
+from healthd.engine.bus import EventBus
+from healthd.ipvs.model import ServiceKey
+from healthd.process import ProcessResult, run_process
+from healthd.vocab import host_port
 
 
 def fallback_argv(command: str, action: str, virtual: Virtual) -> list[str]:
     """The argument vector for one run; raises ValueError on an unbalanced quote."""
-    if virtual.protocol == "fwm":
+    if virtual.fwmark is not None:
         where = str(virtual.fwmark)
     else:
-        host = f"[{virtual.address}]" if virtual.family == 6 else virtual.address
-        where = f"{host}:{virtual.port}"
-    return [*shlex.split(command), action, where, virtual.protocol]
-
-
-async def run_command(argv: list[str], limit: float, kill_grace: float = 2.0) -> CommandResult:
-    """Run one command to completion or timeout. Never raises for what the command does."""
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
-        )
-    except (OSError, ValueError) as exc:
-        return CommandResult(tuple(argv), None, "", f"cannot run {argv[0]!r}: {exc}")
-    assert proc.stdout is not None
-    kept = bytearray()
-
-    async def drain() -> None:
-        assert proc.stdout is not None
-        while chunk := await proc.stdout.read(65536):
-            if len(kept) < OUTPUT_LIMIT:
-                kept.extend(chunk[: OUTPUT_LIMIT - len(kept)])
-
-    reader = asyncio.ensure_future(drain())
-    error: str | None = None
-    try:
-        await asyncio.wait_for(proc.wait(), limit)
-    except TimeoutError:
-        error = f"still running after {limit:g} s: terminated"
-        _signal_group(proc.pid, signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), kill_grace)
-        except TimeoutError:
-            _signal_group(proc.pid, signal.SIGKILL)
-            await proc.wait()
-    finally:
-        if proc.returncode is None:  # cancelled: never leave a child behind
-            _signal_group(proc.pid, signal.SIGKILL)
-    # Grandchildren may hold the pipe open: read what is there, never wait for them.
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(asyncio.shield(reader), 0.5)
-    reader.cancel()
-    code = None if error else proc.returncode
-    return CommandResult(tuple(argv), code, kept.decode(errors="replace"), error)
-
-
-def _signal_group(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
+        where = host_port(virtual.address or "", virtual.port)
+    return [*shlex.split(command), action, where, str(virtual.protocol)]
 
 
 class CommandQueue:
@@ -93,16 +34,16 @@ class CommandQueue:
 
     def __init__(self, timeout: float = 30.0) -> None:
         self.timeout = timeout
-        self._tails: dict[object, asyncio.Task[CommandResult]] = {}
+        self._tails: dict[object, asyncio.Task[ProcessResult]] = {}
 
-    def submit(self, key: object, argv: list[str]) -> asyncio.Task[CommandResult]:
+    def submit(self, key: object, argv: list[str]) -> asyncio.Task[ProcessResult]:
         previous = self._tails.get(key)
 
-        async def run() -> CommandResult:
+        async def run() -> ProcessResult:
             if previous is not None:
                 with contextlib.suppress(BaseException):
                     await previous
-            return await run_command(argv, self.timeout)
+            return await run_process(argv, self.timeout)
 
         task = asyncio.get_running_loop().create_task(run())
         self._tails[key] = task
@@ -114,3 +55,53 @@ class CommandQueue:
         tasks = list(self._tails.values())
         if tasks:
             await asyncio.wait(tasks, timeout=limit)
+
+
+class FallbackCommands:
+    """Runs each virtual's fallbackcommand so that it follows the fallback state of the applied table."""
+
+    def __init__(self, bus: EventBus, timeout: float = 30.0) -> None:
+        self._bus = bus
+        self.queue = CommandQueue(timeout)
+        self._state: dict[ServiceKey, str] = {}  # last action run (or due) per virtual: start | stop
+
+    def follow(self, key: ServiceKey, virtual: Virtual, active: bool, default_command: str | None) -> None:
+        """`start` when the fallback became active, `stop` when it was started and is no longer."""
+        action = "start" if active else "stop"
+        # Only a fallback that was started is ever stopped: a start-up with reals up runs nothing.
+        if self._state.get(key, "stop") == action:
+            return
+        if virtual.fallbackcommand or default_command:
+            self.submit(key, virtual, action, default_command)
+        self._state[key] = action
+
+    def retire(self, key: ServiceKey, virtual: Virtual, default_command: str | None) -> None:
+        """The virtual left the configuration (or healthd stops): stop what was started."""
+        if self._state.pop(key, None) == "start":
+            self.submit(key, virtual, "stop", default_command)
+
+    def stop_all(self, virtuals: dict[ServiceKey, Virtual], default_command: str | None) -> None:
+        for key, virtual in virtuals.items():
+            if self._state.get(key) == "start":
+                self.submit(key, virtual, "stop", default_command)
+
+    def submit(self, key: ServiceKey, virtual: Virtual, action: str, default_command: str | None) -> None:
+        command = virtual.fallbackcommand or default_command
+        self._state[key] = action
+        if not command:
+            return
+        try:
+            argv = fallback_argv(command, action, virtual)
+        except ValueError as exc:
+            self._bus.emit(events.CommandFinished(virtual, (command,), None, "",
+                                                  f"cannot parse command: {exc}"))
+            return
+        task = self.queue.submit(key, argv)
+        task.add_done_callback(lambda t: self._done(virtual, t))
+
+    def _done(self, virtual: Virtual, task: asyncio.Task[ProcessResult]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            return
+        result = task.result()
+        self._bus.emit(events.CommandFinished(virtual, result.argv, result.returncode, result.output,
+                                              result.error))

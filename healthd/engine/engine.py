@@ -1,4 +1,4 @@
-"""The engine: check verdicts in, a reconciled IPVS table out.
+"""The engine: check verdicts in, a reconciled IPVS table out, typed events to its observers.
 
     outcomes -> HealthBook -> (a state changed) -> coalesce a few ms -> policy -> Reconciler.sync
 
@@ -6,44 +6,55 @@ One applier task owns every call to the reconciler, so syncs never overlap and a
 burst of state changes becomes one sync. Policy is recomputed only for the
 virtuals a change touched; the reconciler still gets the whole desired table.
 The daemon drives it: start(), reload(config), stop(cleanstop), snapshot(),
-`first_round` (set once every check gave a verdict and the table was applied)
-and the `on_event` hook.
+`first_round` (set once every check gave a verdict and the table was applied);
+everything that happens is published on `events` (healthd.engine.bus.EventBus).
+The jobs around it live in their own modules: maintenancedir (maintenance.MaintenanceWatch),
+fallbackcommand (commands.FallbackCommands), first-round tracking (first_round.FirstRound),
+GC freezing (gcfreeze).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
-import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from healthd.checks.spec import CheckSpec, Outcome
 from healthd.config.model import Config, Real, Virtual
 from healthd.engine import events
-from healthd.engine.commands import CommandQueue, CommandResult, fallback_argv
-from healthd.engine.health import HealthBook, State
-from healthd.engine.maintenance import MaintenanceDir, resolve_names
+from healthd.engine.bus import EventBus
+from healthd.engine.commands import FallbackCommands
+from healthd.engine.first_round import FirstRound
+from healthd.engine.gcfreeze import freeze_long_lived
+from healthd.engine.health import HealthBook
+from healthd.engine.maintenance import MaintenanceWatch, RealId
 from healthd.engine.policy import VirtualPlan, fallback_dest_key, plan_virtual, service_key
 from healthd.engine.scheduler import Scheduler
 from healthd.engine.snapshot import Snapshot, build_snapshot
-from healthd.ipvs.model import Entry, ServiceKey, Table
-
-log = logging.getLogger("healthd.engine")
+from healthd.ipvs.model import Entry, Operation, ServiceKey, Table
 
 
 class Runner(Protocol):
+    """What the engine needs of healthd.checks.runner.CheckRunner."""
+
+    async def start(self) -> None: ...
+
     async def run(self, spec: CheckSpec) -> Outcome: ...
+
+    async def close(self) -> None: ...
 
 
 class Syncer(Protocol):
     """What the engine needs of healthd.ipvs.reconcile.Reconciler."""
 
-    backend: object
+    async def dump(self) -> Table: ...
 
-    async def sync(self, desired: Table, managed: frozenset[ServiceKey] | set[ServiceKey]) -> None: ...
+    async def sync(self, desired: Table, managed: frozenset[ServiceKey] | set[ServiceKey]
+                   ) -> Sequence[Operation] | None: ...
+
+    async def resync(self) -> None: ...
 
 
 class Engine:
@@ -55,31 +66,37 @@ class Engine:
         runner: Runner,
         reconciler: Syncer,
         *,
+        events: EventBus | None = None,
         on_event: Callable[[events.Event], None] | None = None,
         coalesce: float = 0.015,
         retry: float = 1.0,
         maintenance_period: float = 1.0,
         command_timeout: float = 30.0,
+        command_wait: float = 35.0,
         resolve_deadline: float = 5.0,
         resolver: Callable[[str], str | None] | None = None,
         freeze_gc: bool = True,
         resync_interval: float | None = 60.0,
     ) -> None:
         self.config = config
+        self.events = events if events is not None else EventBus()
+        if on_event is not None:  # a shorthand for tests and benchmarks: every routine event
+            self.events.subscribe(on_event)
         self._runner = runner
         self._reconciler = reconciler
-        self._on_event = on_event
         self.coalesce = coalesce
         self.retry = retry
-        self.maintenance_period = maintenance_period
-        self.resolve_deadline = resolve_deadline
-        self._resolver = resolver
+        self.command_wait = command_wait  # seconds stop() waits for `fallbackcommand stop`
         self.freeze_gc = freeze_gc
         self.resync_interval = resync_interval  # seconds between drift repairs; None: never
         self.health = HealthBook()
         self.scheduler = Scheduler(runner.run, self._on_outcome)
-        self.commands = CommandQueue(command_timeout)
-        self.first_round = asyncio.Event()
+        self.fallback_commands = FallbackCommands(self.events, command_timeout)
+        self.maintenance = MaintenanceWatch(self._maintenance_changed, self._notice,
+                                            period=maintenance_period, resolve_deadline=resolve_deadline,
+                                            resolver=resolver)
+        self._first = FirstRound()
+        self.first_round = self._first.done
         self.last_sync_error: str | None = None
         self.syncs = 0
 
@@ -89,26 +106,19 @@ class Engine:
         self._adopted: Table = {}
         self._retired: set[ServiceKey] = set()  # left the config: removed at the next sync
         self._dirty: set[ServiceKey] = set()
-        self._awaiting_first: set[CheckSpec] = set()
-        self._first_pending = True
-        self._command_state: dict[ServiceKey, str] = {}  # last fallbackcommand action run
-        self._fallback_applied: dict[ServiceKey, bool] = {}
         self.applied: Table = {}  # the last desired table that synced without error
-        self._maint: MaintenanceDir | None = None
-        self._hostnames: dict[str, str] = {}
         self._wake = asyncio.Event()
         self._gen = 0  # bumps on every change that needs a sync
         self._applied_gen = 0
         self._applied_cond = asyncio.Condition()
-        self._tasks: list[asyncio.Task[None]] = []
-        self._resolving: asyncio.Task[None] | None = None
+        self._applier: asyncio.Task[None] | None = None
         self._stopping = False
         self._started = False
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Adopt the kernel table, apply the first desired table, start checking.
+        """Start the check runner, adopt the kernel table, apply the first desired table, start checking.
 
         Raises what the reconciler raises when the very first sync fails: without a
         table to manage the daemon should not claim to be running.
@@ -116,50 +126,48 @@ class Engine:
         if self._started:
             raise RuntimeError("engine already started")
         self._started = True
-        self._adopted = await self._dump()
-        self._index(self.config)
-        self._setup_maintenance(self.config)
-        self._replan(set(self._virtuals))
-        await self._sync_now()
-        if self.last_sync_error is not None:
-            raise RuntimeError(f"cannot apply the IPVS table: {self.last_sync_error}")
-        self._run_fallback_commands()
+        await self._runner.start()
+        try:
+            self._adopted = await self._reconciler.dump()
+            self._index(self.config)
+            self._configure_maintenance(self.config)
+            self._replan(set(self._virtuals))
+            await self._sync_now()
+            if self.last_sync_error is not None:
+                raise RuntimeError(f"cannot apply the IPVS table: {self.last_sync_error}")
+        except BaseException:
+            await self.maintenance.stop()
+            await self._runner.close()
+            raise
+        self._follow_fallbacks()
         self._freeze()
         self.scheduler.start(self._users)
-        loop = asyncio.get_running_loop()
-        self._tasks.append(loop.create_task(self._apply_loop(), name="healthd-apply"))
-        if self._maint is not None:
-            self._tasks.append(loop.create_task(self._maintenance_loop(), name="healthd-maintenance"))
-        self._check_first_round()
+        self._applier = asyncio.get_running_loop().create_task(self._apply_loop(), name="healthd-apply")
+        if self._first.complete:  # nothing to wait for (no scheduled check)
+            self._mark_dirty()
 
     async def reload(self, config: Config) -> None:
         """Switch to a new config; every check identity that did not change keeps its state."""
         if not self._started or self._stopping:
             raise RuntimeError("engine not running")
         old_virtuals = self._virtuals
-        old_keys = set(old_virtuals)
         with contextlib.suppress(Exception):  # no fresh view: adopt from the old one
-            self._adopted = await self._dump()
+            self._adopted = await self._reconciler.dump()
         self.config = config
         self._index(config)
-        gone = old_keys - set(self._virtuals)
+        gone = set(old_virtuals) - set(self._virtuals)
         self._retired |= gone
         for key in gone:
             self._plans.pop(key, None)
-            if self._command_state.pop(key, None) == "start":
-                self._submit_command(key, old_virtuals[key], "stop")
-        self._setup_maintenance(config)
+            self.fallback_commands.retire(key, old_virtuals[key], config.settings.fallbackcommand)
+        self._configure_maintenance(config)
         self.scheduler.update(self._users)
         self._replan(set(self._virtuals))
         self._mark_dirty()
         self._freeze()
-        if self._maint is not None and not any(t.get_name() == "healthd-maintenance" for t in self._tasks):
-            self._tasks.append(
-                asyncio.get_running_loop().create_task(self._maintenance_loop(), name="healthd-maintenance")
-            )
 
-    async def stop(self, cleanstop: bool | None = None, command_wait: float = 35.0) -> None:
-        """Stop checking; remove managed services (cleanstop); run `fallbackcommand stop`.
+    async def stop(self, cleanstop: bool | None = None, command_wait: float | None = None) -> None:
+        """Stop checking; remove managed services (cleanstop); run `fallbackcommand stop`; close the runner.
 
         cleanstop None: each virtual's own `cleanstop` setting; True: remove every
         managed service; False: leave the table as it is.
@@ -167,29 +175,32 @@ class Engine:
         if self._stopping:
             return
         self._stopping = True
-        await self.scheduler.stop()
-        self._wake.set()
-        for task in self._tasks:
-            task.cancel()
-        if self._resolving is not None:
-            self._resolving.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        try:
+            await self.scheduler.stop()
+            self._wake.set()
+            if self._applier is not None:
+                self._applier.cancel()
+                await asyncio.gather(self._applier, return_exceptions=True)
+            await self.maintenance.stop()
+            await self._clean_stop(cleanstop)
+            self.fallback_commands.stop_all(self._virtuals, self.config.settings.fallbackcommand)
+            wait = self.command_wait if command_wait is None else command_wait
+            await self.fallback_commands.queue.drain(wait)
+        finally:
+            await self._runner.close()
+
+    async def _clean_stop(self, cleanstop: bool | None) -> None:
         remove = {
             key for key, v in self._virtuals.items() if (v.cleanstop if cleanstop is None else cleanstop)
         }
-        if remove or self._retired:
-            desired = {k: e for k, e in self._plans_table().items() if k not in remove}
-            managed = remove | self._retired
-            try:
-                await self._reconciler.sync(desired, managed)
-                self.applied = desired
-            except Exception as exc:
-                self._emit(events.SyncFailed(f"{type(exc).__name__}: {exc}"))
-        for key, virtual in self._virtuals.items():
-            if self._command_state.get(key) == "start":
-                self._submit_command(key, virtual, "stop")
-        await self.commands.drain(command_wait)
+        if not remove and not self._retired:
+            return
+        desired = {k: e for k, e in self._plans_table().items() if k not in remove}
+        try:
+            await self._reconciler.sync(desired, remove | self._retired)
+            self.applied = desired
+        except Exception as exc:
+            self.events.emit(events.SyncFailed(f"{type(exc).__name__}: {exc}"))
 
     async def flush(self) -> None:
         """Wait until every change made so far is applied (or failed to apply)."""
@@ -201,21 +212,34 @@ class Engine:
 
     def _on_outcome(self, spec: CheckSpec, outcome: Outcome) -> None:
         transition = self.health.record(spec, outcome)
-        if self._first_pending and spec in self._awaiting_first:
-            self._awaiting_first.discard(spec)
-            if not self._awaiting_first:
-                self._mark_dirty()
+        if self.events.wants_checks:
+            self.events.emit(events.CheckDone(spec, outcome, self._users.get(spec, ()), time.time()))
+        if self._first.heard(spec):
+            self._mark_dirty()
         if transition is None:
             return
         dirty = self._dirty
         for key, real in self._users.get(spec, ()):
             dirty.add(key)
-            self._emit(
+            self.events.emit(
                 events.RealChanged(
                     self._virtuals[key], real, spec, transition.old, transition.new, outcome, transition.at
                 )
             )
         self._mark_dirty()
+
+    def _maintenance_changed(self, changed: frozenset[RealId]) -> None:
+        down = self.maintenance.down
+        for key, virtual in self._virtuals.items():
+            for real in virtual.reals:
+                if (real.address, real.port) in changed:
+                    self._dirty.add(key)
+                    entered = (real.address, real.port) in down
+                    self.events.emit(events.MaintenanceChanged(virtual, real, entered))
+        self._mark_dirty()
+
+    def _notice(self, message: str) -> None:
+        self.events.emit(events.Notice(message))
 
     def _mark_dirty(self) -> None:
         self._gen += 1
@@ -237,35 +261,33 @@ class Engine:
                 return
             await asyncio.sleep(self.coalesce)  # let a burst of verdicts land in one sync
             self._wake.clear()
-            first = self._first_pending and not self._awaiting_first
+            first = self._first.complete
             gen = self._gen
             dirty, self._dirty = self._dirty, set()
             self._replan(dirty)
             await self._sync_now(gen)
-            self._run_fallback_commands()
+            self._follow_fallbacks()
             if first:
-                self._first_pending = False
-                self.first_round.set()
+                self._first.applied()
             if self.last_sync_error is not None:
                 await asyncio.sleep(self.retry)
                 self._wake.set()
 
     async def _resync(self) -> None:
         """Repair drift (someone ran ipvsadm by hand) against the last desired table."""
-        resync = getattr(self._reconciler, "resync", None)
-        if resync is None or self.last_sync_error is not None:
+        if self.last_sync_error is not None:
             return
         try:
-            await resync()
+            await self._reconciler.resync()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            self._emit(events.SyncFailed(f"resync: {type(exc).__name__}: {exc}"))
+            self.events.emit(events.SyncFailed(f"resync: {type(exc).__name__}: {exc}"))
 
     def _replan(self, keys: set[ServiceKey]) -> None:
         settings = self.config.settings
         lookup = self.health.state
-        maintenance = self._maint.down if self._maint is not None else frozenset()
+        maintenance = self.maintenance.down
         for key in keys:
             virtual = self._virtuals.get(key)
             if virtual is None:
@@ -275,7 +297,7 @@ class Engine:
             plan = plan_virtual(virtual, settings, lookup, maintenance, self._adopted.get(key), was_active)
             self._plans[key] = plan
             if previous is not None and previous.fallback_active != plan.fallback_active:
-                self._emit(events.FallbackChanged(virtual, plan.fallback_active))
+                self.events.emit(events.FallbackChanged(virtual, plan.fallback_active))
 
     def _adopted_fallback(self, virtual: Virtual, key: ServiceKey) -> bool:
         """Was the fallback server serving in the kernel table we adopted?"""
@@ -292,129 +314,43 @@ class Engine:
     async def _sync_now(self, gen: int | None = None) -> None:
         desired = self._plans_table()
         managed = set(desired) | self._retired
+        started = time.monotonic()
         try:
-            await self._reconciler.sync(desired, managed)
+            operations = await self._reconciler.sync(desired, managed)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             self.last_sync_error = f"{type(exc).__name__}: {exc}"
-            self._emit(events.SyncFailed(self.last_sync_error))
+            self.events.emit(events.SyncFailed(self.last_sync_error))
         else:
             self.last_sync_error = None
             self.applied = desired
             self._retired.clear()
             self.syncs += 1
+            if self.events.wants(events.TableApplied):
+                self.events.emit(events.TableApplied(desired, self._virtuals, operations or (),
+                                                     time.monotonic() - started))
         async with self._applied_cond:
             self._applied_gen = max(self._applied_gen, self._gen if gen is None else gen)
             self._applied_cond.notify_all()
 
-    def _run_fallback_commands(self) -> None:
+    def _follow_fallbacks(self) -> None:
         """Bring each virtual's fallbackcommand in line with what the applied table says."""
         if self.last_sync_error is not None:
             return
-        settings = self.config.settings
+        default = self.config.settings.fallbackcommand
         for key, plan in self._plans.items():
-            virtual = self._virtuals[key]
-            action = "start" if plan.fallback_active else "stop"
-            # Only a fallback that was started is ever stopped: a start-up with reals up runs nothing.
-            if self._command_state.get(key, "stop") == action:
-                continue
-            if virtual.fallbackcommand or settings.fallbackcommand:
-                self._submit_command(key, virtual, action)
-            self._command_state[key] = action
+            self.fallback_commands.follow(key, self._virtuals[key], plan.fallback_active, default)
 
-    def _submit_command(self, key: ServiceKey, virtual: Virtual, action: str) -> None:
-        command = virtual.fallbackcommand or self.config.settings.fallbackcommand
-        self._command_state[key] = action
-        if not command:
-            return
-        try:
-            argv = fallback_argv(command, action, virtual)
-        except ValueError as exc:
-            self._emit(events.CommandFinished(virtual, (command,), None, "", f"cannot parse command: {exc}"))
-            return
-        task = self.commands.submit(key, argv)
-        task.add_done_callback(lambda t: self._command_done(virtual, t))
+    # -- configuration --------------------------------------------------------------------------
 
-    def _command_done(self, virtual: Virtual, task: asyncio.Task[CommandResult]) -> None:
-        if task.cancelled() or task.exception() is not None:
-            return
-        r = task.result()
-        self._emit(events.CommandFinished(virtual, r.argv, r.returncode, r.output, r.error))
-
-    # -- maintenance ------------------------------------------------------------------------
-
-    def _setup_maintenance(self, config: Config) -> None:
-        path = config.settings.maintenancedir
+    def _configure_maintenance(self, config: Config) -> None:
         reals = [(r.address, r.port) for v in config.virtuals for r in v.reals]
-        if path is None:
-            self._maint = None
-            return
-        if self._maint is None or self._maint.path != path:
-            self._maint = MaintenanceDir(path, reals, self._hostnames)
-        else:
-            self._maint.set_reals(reals, self._hostnames)
-        self._maint.scan()
-        self._maintenance_changed()  # reals already in maintenance at start (or reload) are reported
-        unresolved = {r[0] for r in reals} - set(self._hostnames)
-        if unresolved:
-            if self._resolving is not None:
-                self._resolving.cancel()
-            self._resolving = asyncio.get_running_loop().create_task(self._resolve(unresolved, reals))
-
-    async def _resolve(self, addresses: set[str], reals: list[tuple[str, int]]) -> None:
-        kwargs = {"lookup": self._resolver} if self._resolver is not None else {}
-        names = await resolve_names(addresses, deadline=self.resolve_deadline, **kwargs)
-        self._hostnames.update(names)
-        missing = len(addresses) - len(names)
-        if missing:
-            self._emit(events.Notice(f"maintenancedir: no host name found for {missing} real address(es)"))
-        if self._maint is not None:
-            self._maint.set_reals(reals, self._hostnames)
-            self._maintenance_changed()
-
-    async def _maintenance_loop(self) -> None:
-        reported: str | None = None
-        while not self._stopping and self._maint is not None:
-            if self._maint.scan():
-                self._maintenance_changed()
-            if self._maint.error != reported:
-                reported = self._maint.error
-                if reported:
-                    self._emit(events.Notice(reported))
-            await asyncio.sleep(self.maintenance_period)
-
-    _maint_reported: frozenset[tuple[str, int]] = frozenset()
-
-    def _maintenance_changed(self) -> None:
-        down = self._maint.down if self._maint is not None else frozenset()
-        changed = down ^ self._maint_reported
-        self._maint_reported = down
-        if not changed:
-            return
-        for key, virtual in self._virtuals.items():
-            for real in virtual.reals:
-                if (real.address, real.port) in changed:
-                    self._dirty.add(key)
-                    self._emit(events.MaintenanceChanged(virtual, real, (real.address, real.port) in down))
-        self._mark_dirty()
-
-    # -- helpers ------------------------------------------------------------------------------
+        self.maintenance.configure(config.settings.maintenancedir, reals)
 
     def _freeze(self) -> None:
-        """Take the long-lived objects (config, specs, plans: ~100 per real) out of the collector's sight.
-
-        With 10,000 reals every full collection walks these objects again (25 to 100 ms, growing,
-        measured with bench/engine.py); frozen, they are never walked. The model is a tree of
-        frozen dataclasses without cycles, so an old config is still freed by reference counting
-        after a reload; only the young generations are collected first (a full collection of
-        10,000 reals stalls the loop for over half a second).
-        """
-        if not self.freeze_gc:
-            return
-        gc.unfreeze()
-        gc.collect(1)
-        gc.freeze()
+        if self.freeze_gc:
+            freeze_long_lived()
 
     def _index(self, config: Config) -> None:
         virtuals: dict[ServiceKey, Virtual] = {}
@@ -427,50 +363,19 @@ class Engine:
         self._virtuals = virtuals
         self._users = users
         self.health.track(users)
-        if self._first_pending:
-            self._awaiting_first = {s for s in users if self.scheduler_wants(s) and self._never_checked(s)}
-
-    def _never_checked(self, spec: CheckSpec) -> bool:
-        rec = self.health.get(spec)
-        return rec is None or rec.checks == 0
-
-    @staticmethod
-    def scheduler_wants(spec: CheckSpec) -> bool:
-        return spec.type not in ("on", "off")
-
-    def _check_first_round(self) -> None:
-        if self._first_pending and not self._awaiting_first:
-            self._mark_dirty()
-
-    async def _dump(self) -> Table:
-        backend = getattr(self._reconciler, "backend", None)
-        if backend is None:
-            return {}
-        return await backend.dump()  # type: ignore[no-any-return]
-
-    def _emit(self, event: events.Event) -> None:
-        if self._on_event is None:
-            return
-        try:
-            self._on_event(event)
-        except Exception:
-            log.exception("on_event hook failed for %r", event)
+        self._first.expect(users, self.health)
 
     # -- status ----------------------------------------------------------------------------------
 
     def snapshot(self) -> Snapshot:
-        maintenance = self._maint.down if self._maint is not None else frozenset()
         return build_snapshot(
             self.config,
             self.health,
             self.applied,
             {k: p.fallback_active for k, p in self._plans.items()},
-            maintenance,
+            self.maintenance.down,
             first_round_done=self.first_round.is_set(),
             last_sync_error=self.last_sync_error,
             scheduler=self.scheduler.stats(),
             at=time.time(),
         )
-
-    def state_of(self, spec: CheckSpec) -> State:
-        return self.health.state(spec)

@@ -12,18 +12,12 @@ a virtual's fallback waits for evidence before switching on.
 
 from __future__ import annotations
 
-import enum
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from healthd.checks.spec import CheckSpec, CheckType, Outcome
-
-
-class State(enum.StrEnum):
-    UP = "up"
-    DOWN = "down"
-    UNKNOWN = "unknown"
+from healthd.vocab import State
 
 
 @dataclass(frozen=True, slots=True)

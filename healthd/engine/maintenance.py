@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
+from healthd import vocab
+
 RealId = tuple[str, int]  # (address, configured port) of a real
 
 # Leading label of a host name, as ldirectord extracts the short name.
@@ -26,7 +28,7 @@ def names_of(address: str, port: int, hostname: str | None) -> frozenset[str]:
     """Every file name that puts this real into maintenance."""
     hosts = [address]
     if ":" in address:  # IPv6: also accept the bracketed spelling ldirectord uses
-        hosts.append(f"[{address}]")
+        hosts.append(vocab.host(address))
     if hostname:
         hosts.append(hostname)
         short = _SHORT.match(hostname)
@@ -128,3 +130,93 @@ class MaintenanceDir:
         changed = down != self.down
         self.down = down
         return changed
+
+
+class MaintenanceWatch:
+    """The engine's view of maintenancedir: which reals are forced down, kept current by a polling task.
+
+    `on_change(changed)` gets the reals that entered or left maintenance (compare with
+    `down`); `on_notice(message)` gets problems worth one log line. Host names of the reals
+    are resolved once per configuration, in the background, with a deadline.
+    """
+
+    def __init__(
+        self,
+        on_change: Callable[[frozenset[RealId]], None],
+        on_notice: Callable[[str], None],
+        *,
+        period: float = 1.0,
+        resolve_deadline: float = 5.0,
+        resolver: Callable[[str], str | None] | None = None,
+    ) -> None:
+        self._on_change = on_change
+        self._on_notice = on_notice
+        self.period = period
+        self.resolve_deadline = resolve_deadline
+        self._resolver = resolver
+        self._dir: MaintenanceDir | None = None
+        self._hostnames: dict[str, str] = {}
+        self._reported: frozenset[RealId] = frozenset()
+        self._resolving: asyncio.Task[None] | None = None
+        self._polling: asyncio.Task[None] | None = None
+
+    @property
+    def down(self) -> frozenset[RealId]:
+        return self._dir.down if self._dir is not None else frozenset()
+
+    def configure(self, path: str | None, reals: list[RealId]) -> None:
+        """Watch `path` (None: no maintenancedir) for `reals`; reals already listed are reported now."""
+        if path is None:
+            self._dir = None
+            return
+        if self._dir is None or self._dir.path != path:
+            self._dir = MaintenanceDir(path, reals, self._hostnames)
+        else:
+            self._dir.set_reals(reals, self._hostnames)
+        self._dir.scan()
+        self._report()
+        unresolved = {address for address, _port in reals} - set(self._hostnames)
+        loop = asyncio.get_running_loop()
+        if unresolved:
+            if self._resolving is not None:
+                self._resolving.cancel()
+            self._resolving = loop.create_task(self._resolve(unresolved, reals))
+        if self._polling is None:
+            self._polling = loop.create_task(self._poll(), name="healthd-maintenance")
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._polling, self._resolving) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._polling = self._resolving = None
+
+    async def _resolve(self, addresses: set[str], reals: list[RealId]) -> None:
+        kwargs = {"lookup": self._resolver} if self._resolver is not None else {}
+        names = await resolve_names(addresses, deadline=self.resolve_deadline, **kwargs)
+        self._hostnames.update(names)
+        missing = len(addresses) - len(names)
+        if missing:
+            self._on_notice(f"maintenancedir: no host name found for {missing} real address(es)")
+        if self._dir is not None:
+            self._dir.set_reals(reals, self._hostnames)
+            self._report()
+
+    async def _poll(self) -> None:
+        reported: str | None = None
+        while self._dir is not None:
+            if self._dir.scan():
+                self._report()
+            if self._dir.error != reported:
+                reported = self._dir.error
+                if reported:
+                    self._on_notice(reported)
+            await asyncio.sleep(self.period)
+        self._polling = None
+
+    def _report(self) -> None:
+        down = self.down
+        changed = down ^ self._reported
+        self._reported = down
+        if changed:
+            self._on_change(changed)

@@ -31,16 +31,16 @@ from dataclasses import dataclass
 
 from healthd.checks.spec import CheckSpec, CheckType
 from healthd.config.model import Config, Fallback, GlobalSettings, Real, Virtual
-from healthd.engine.health import State
+from healthd.engine.health import State, fixed_state
 from healthd.ipvs.model import (
     Dest,
     DestKey,
     Entry,
     Family,
     Forward,
-    Protocol,
     Service,
     ServiceKey,
+    ServiceProtocol,
     Table,
 )
 
@@ -72,8 +72,8 @@ class Desired:
 
 def service_key(virtual: Virtual) -> ServiceKey:
     family = Family.INET6 if virtual.family == 6 else Family.INET
-    protocol = Protocol(virtual.protocol)
-    if protocol is Protocol.FWM:
+    protocol = virtual.protocol
+    if protocol is ServiceProtocol.FWM:
         return ServiceKey(family, protocol, fwmark=virtual.fwmark or 0)
     return ServiceKey(family, protocol, virtual.address or "", virtual.port)
 
@@ -102,7 +102,7 @@ def service_of(virtual: Virtual) -> Service:
 
 
 def dest_port(key: ServiceKey, forward: Forward, port: int) -> int:
-    if key.protocol is not Protocol.FWM and forward is not Forward.MASQ:
+    if key.protocol is not ServiceProtocol.FWM and forward is not Forward.MASQ:
         return key.port
     return port
 
@@ -115,7 +115,7 @@ def fallback_of(virtual: Virtual, settings: GlobalSettings) -> Fallback | None:
 
 def _fallback_key(key: ServiceKey, fallback: Fallback, virtual: Virtual) -> DestKey:
     port = fallback.port or virtual.port  # a fallback without a port serves on the virtual's
-    return DestKey(fallback.address, dest_port(key, Forward(fallback.forward), port))
+    return DestKey(fallback.address, dest_port(key, fallback.forward, port))
 
 
 def fallback_dest_key(virtual: Virtual, settings: GlobalSettings) -> DestKey | None:
@@ -139,7 +139,7 @@ def plan_virtual(
     alive = False  # some real can take traffic (or, being up, could with a weight)
     pending = False  # some checked real still waits for its first verdict
     for real in virtual.reals:
-        forward = Forward(real.forward)
+        forward = real.forward
         dkey = DestKey(real.address, dest_port(key, forward, real.port))
         in_maintenance = (real.address, real.port) in maintenance
         state = State.DOWN if in_maintenance else health(real.check)
@@ -160,7 +160,7 @@ def plan_virtual(
     fallback = fallback_of(virtual, settings)
     if active and fallback is not None:
         fkey = _fallback_key(key, fallback, virtual)
-        dests[fkey] = Dest(fkey.address, fkey.port, Forward(fallback.forward), fallback.weight)
+        dests[fkey] = Dest(fkey.address, fkey.port, fallback.forward, fallback.weight)
     return VirtualPlan(Entry(service, dests), active)
 
 
@@ -193,10 +193,7 @@ def health_from(states: Mapping[CheckSpec, State]) -> HealthLookup:
     """A lookup over a plain mapping (tests, dry runs): on/off fixed, anything else unknown."""
 
     def lookup(spec: CheckSpec) -> State:
-        if spec.type is CheckType.ON:
-            return State.UP
-        if spec.type is CheckType.OFF:
-            return State.UNKNOWN
-        return states.get(spec, State.UNKNOWN)
+        fixed = fixed_state(spec)
+        return fixed if fixed is not None else states.get(spec, State.UNKNOWN)
 
     return lookup

@@ -29,13 +29,12 @@ from array import array
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
+from healthd.checks import failures
 from healthd.checks.spec import CheckSpec, CheckType, Outcome
 
 RunCheck = Callable[[CheckSpec], Awaitable[Outcome]]
 OnOutcome = Callable[[CheckSpec, Outcome], None]
 
-# Checktypes whose verdict never changes: nothing to schedule.
-UNSCHEDULED = frozenset({CheckType.ON, CheckType.OFF})
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +82,7 @@ class LatenessLog:
         return data[min(len(data) - 1, int(q * len(data)))]
 
 
-class _Slot:
+class _Schedule:
     """The schedule of one identity."""
 
     __slots__ = (
@@ -129,15 +128,15 @@ class Scheduler:
     def __init__(self, run: RunCheck, on_outcome: OnOutcome, *, lateness_samples: int = 1 << 16) -> None:
         self._run = run
         self._on_outcome = on_outcome
-        self._slots: dict[CheckSpec, _Slot] = {}
+        self._schedules: dict[CheckSpec, _Schedule] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._buckets: dict[int, list[_Slot]] = {}  # bucket number -> slots due in it
-        self._heap: list[int] = []  # bucket numbers that have slots
+        self._buckets: dict[int, list[_Schedule]] = {}  # bucket number -> schedules due in it
+        self._heap: list[int] = []  # bucket numbers that have schedules
         self._driver: asyncio.TimerHandle | None = None
         self._driver_at = 0  # bucket number the driver is set for
         self._driving = False
         self._sweeper: asyncio.TimerHandle | None = None
-        self._running: dict[_Slot, asyncio.Task[None]] = {}
+        self._running: dict[_Schedule, asyncio.Task[None]] = {}
         self.lateness = LatenessLog(lateness_samples)
         self.runs_started = 0
         self.runs_finished = 0
@@ -162,55 +161,55 @@ class Scheduler:
         loop = self._loop
         if loop is None:
             raise RuntimeError("Scheduler.update() before start()")
-        wanted = {s for s in specs if s.type not in UNSCHEDULED}
+        wanted = {s for s in specs if s.type.runs}  # on/off: a verdict that never changes
         stopped = 0
-        for spec in [s for s in self._slots if s not in wanted]:
-            self._retire(self._slots.pop(spec))
+        for spec in [s for s in self._schedules if s not in wanted]:
+            self._retire(self._schedules.pop(spec))
             stopped += 1
-        new = [s for s in wanted if s not in self._slots]
+        new = [s for s in wanted if s not in self._schedules]
         new.sort(key=lambda s: (s.address, s.port, hash(s)))  # a stable, address-ordered spread
         now = loop.time()
         n = len(new)
         for i, spec in enumerate(new):
-            slot = _Slot(spec)
-            window = slot.interval if spread is None else min(spread, slot.interval)
-            slot.due = now + window * i / n
-            self._enqueue(slot)
-            self._slots[spec] = slot
+            sched = _Schedule(spec)
+            window = sched.interval if spread is None else min(spread, sched.interval)
+            sched.due = now + window * i / n
+            self._enqueue(sched)
+            self._schedules[spec] = sched
         return n, stopped
 
     async def stop(self) -> None:
         """Stop every schedule and cancel every run in flight."""
-        slots = list(self._slots.values())
-        self._slots.clear()
+        schedules = list(self._schedules.values())
+        self._schedules.clear()
         for handle in (self._driver, self._sweeper):
             if handle is not None:
                 handle.cancel()
         self._driver = self._sweeper = None
         self._buckets.clear()
         self._heap.clear()
-        tasks = [s.task for s in slots if s.task is not None]
-        for slot in slots:
-            self._retire(slot)
+        tasks = [s.task for s in schedules if s.task is not None]
+        for sched in schedules:
+            self._retire(sched)
         if tasks:
             await asyncio.wait(tasks, timeout=self.GRACE + 1.0)
 
-    def _retire(self, slot: _Slot) -> None:
-        slot.active = False  # its bucket entry is skipped when the wheel reaches it
-        if slot.task is not None:
-            slot.task.cancel()
+    def _retire(self, sched: _Schedule) -> None:
+        sched.active = False  # its bucket entry is skipped when the wheel reaches it
+        if sched.task is not None:
+            sched.task.cancel()
 
     # -- the hot path: keep it lean, it runs 10,000 times a second ------------------------
 
-    def _enqueue(self, slot: _Slot, at: float | None = None) -> None:
-        """Put the slot in the bucket of its due time (or of `at`, for a deferred tick)."""
-        when = slot.due if at is None else at
+    def _enqueue(self, sched: _Schedule, at: float | None = None) -> None:
+        """Put the sched in the bucket of its due time (or of `at`, for a deferred tick)."""
+        when = sched.due if at is None else at
         number = -int(-when // self.RESOLUTION)  # the first bucket that starts at or after `when`
         bucket = self._buckets.get(number)
         if bucket is not None:
-            bucket.append(slot)
+            bucket.append(sched)
             return
-        self._buckets[number] = [slot]
+        self._buckets[number] = [sched]
         heapq.heappush(self._heap, number)
         if not self._driving and (self._driver is None or number < self._driver_at):
             self._arm(number)
@@ -224,76 +223,76 @@ class Scheduler:
         self._driver = loop.call_at(number * self.RESOLUTION, self._drive)
 
     def _drive(self) -> None:
-        """Fire every slot of every bucket that is due, then set the timer for the next bucket."""
+        """Fire every sched of every bucket that is due, then set the timer for the next bucket."""
         loop = self._loop
         assert loop is not None
         self._driver = None
         now = loop.time()
         last = int((now + 1e-6) / self.RESOLUTION)  # asyncio may run a timer a hair early
         heap, buckets = self._heap, self._buckets
-        self._driving = True  # re-queued slots must not re-arm the timer one by one
+        self._driving = True  # re-queued schedules must not re-arm the timer one by one
         late_before = (now - self.SHED_LAG) / self.RESOLUTION
         try:
             while heap and heap[0] <= last:
                 number = heapq.heappop(heap)
                 late = number < late_before
-                for slot in buckets.pop(number):
-                    if slot.active:
-                        self._tick(slot, now, late)
+                for sched in buckets.pop(number):
+                    if sched.active:
+                        self._tick(sched, now, late)
         finally:
             self._driving = False
         if heap:
             self._arm(heap[0])
 
-    def _tick(self, slot: _Slot, now: float, late: bool = False) -> None:
+    def _tick(self, sched: _Schedule, now: float, late: bool = False) -> None:
         loop = self._loop
         assert loop is not None
-        due = slot.due
-        interval = slot.interval
+        due = sched.due
+        interval = sched.interval
         if late:
             # Overload: start nothing now, let the runs in flight finish. The tick waits a
             # little (spread, so that deferred ticks do not all return at once) and runs if
             # the wheel is on time by then; still late, it is shed (deferring it again and
             # again would only add work). A first run waits as long as it takes: no verdict
             # means no traffic for that real.
-            retry = now + self.SHED_LAG * (1.0 + (id(slot) >> 4) % 64 / 64)
-            if slot.runs == 0 or (not slot.deferred and retry < due + interval):
-                slot.deferred = True
+            retry = now + self.SHED_LAG * (1.0 + (id(sched) >> 4) % 64 / 64)
+            if sched.runs == 0 or (not sched.deferred and retry < due + interval):
+                sched.deferred = True
                 self.ticks_deferred += 1
-                self._enqueue(slot, retry)
+                self._enqueue(sched, retry)
                 return
-            slot.deferred = False
+            sched.deferred = False
             self.ticks_shed += 1
-        elif slot.task is None:
-            slot.deferred = False
-            spec = slot.next_spec()
-            slot.task = task = loop.create_task(self._one_run(slot, spec, due))
-            slot.overdue_at = now + spec.deadline + self.GRACE
-            self._running[slot] = task
+        elif sched.task is None:
+            sched.deferred = False
+            spec = sched.next_spec()
+            sched.task = task = loop.create_task(self._one_run(sched, spec, due))
+            sched.overdue_at = now + spec.deadline + self.GRACE
+            self._running[sched] = task
             self.runs_started += 1
         else:
-            slot.deferred = False
+            sched.deferred = False
             self.ticks_skipped += 1
         due += interval
         if due <= now:  # the loop was stalled: drop the missed ticks, keep the grid
             missed = int((now - due) // interval) + 1
             self.ticks_dropped += missed
             due += missed * interval
-        slot.due = due
-        self._enqueue(slot)
+        sched.due = due
+        self._enqueue(sched)
 
     def _sweep(self) -> None:
         """Cancel runs that outlived their deadline: the backstop behind CheckRunner's own."""
         loop = self._loop
         assert loop is not None
         now = loop.time()
-        for slot, task in list(self._running.items()):
-            if now > slot.overdue_at and slot.task is task and not task.done():
+        for sched, task in list(self._running.items()):
+            if now > sched.overdue_at and sched.task is task and not task.done():
                 self.overruns += 1
                 task.cancel()
         self._sweeper = loop.call_later(self.SWEEP, self._sweep)
 
-    async def _one_run(self, slot: _Slot, spec: CheckSpec, due: float) -> None:
+    async def _one_run(self, sched: _Schedule, spec: CheckSpec, due: float) -> None:
         loop = self._loop
         assert loop is not None
         started = loop.time()
@@ -301,39 +300,39 @@ class Scheduler:
         try:
             outcome = await self._run(spec)
         except asyncio.CancelledError:
-            if slot.active:  # our deadline guard, not a stop: a verdict, not a crash
+            if sched.active:  # our deadline guard, not a stop: a verdict, not a crash
                 task = asyncio.current_task()
                 if task is not None:
                     task.uncancel()
-                outcome = Outcome(False, f"no verdict within {spec.deadline:g} s", loop.time() - started)
+                outcome = Outcome(False, failures.timed_out(spec.deadline), loop.time() - started)
             else:
                 raise
         except Exception as exc:  # a bug in a check must not kill its schedule
-            outcome = Outcome(False, f"check failed: {type(exc).__name__}: {exc}", loop.time() - started)
+            outcome = Outcome(False, failures.crashed(exc), loop.time() - started)
         finally:
-            self._running.pop(slot, None)
-            slot.task = None
+            self._running.pop(sched, None)
+            sched.task = None
         self.runs_finished += 1
-        if not outcome.ok and slot.connect_spec is not None:
-            slot.runs = 0  # as ldirectord: after any failure the next run negotiates again
-        if slot.active:
-            self._on_outcome(slot.spec, outcome)
+        if not outcome.ok and sched.connect_spec is not None:
+            sched.runs = 0  # as ldirectord: after any failure the next run negotiates again
+        if sched.active:
+            self._on_outcome(sched.spec, outcome)
 
     # -- inspection --------------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return len(self._slots)
+        return len(self._schedules)
 
     def __contains__(self, spec: object) -> bool:
-        return spec in self._slots
+        return spec in self._schedules
 
     def next_due(self, spec: CheckSpec) -> float | None:
-        slot = self._slots.get(spec)
-        return None if slot is None else slot.due
+        sched = self._schedules.get(spec)
+        return None if sched is None else sched.due
 
     def stats(self) -> SchedulerStats:
         return SchedulerStats(
-            identities=len(self._slots),
+            identities=len(self._schedules),
             runs_started=self.runs_started,
             runs_finished=self.runs_finished,
             ticks_skipped=self.ticks_skipped,

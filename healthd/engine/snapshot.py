@@ -1,27 +1,30 @@
 """A point-in-time picture of the engine for `status`: per virtual and real, table weight and health.
 
-Plain frozen values, built by a pure function, so the daemon can serialise
-them (dataclasses.asdict) without reaching into the engine.
+Plain frozen values, built by a pure function; observers read them typed, and
+`as_json` gives what `healthd status --json` prints.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Set
 from dataclasses import dataclass
+from typing import Any
 
 from healthd.config.model import Config
-from healthd.engine.events import describe
-from healthd.engine.health import HealthBook, State
+from healthd.engine.events import describe_check
+from healthd.engine.health import HealthBook
 from healthd.engine.policy import dest_port, fallback_dest_key, service_key
 from healthd.engine.scheduler import SchedulerStats
-from healthd.ipvs.model import DestKey, Forward, ServiceKey, Table
+from healthd.ipvs.model import DestKey, ServiceKey, Table
+from healthd.vocab import State
 
 
 @dataclass(frozen=True, slots=True)
 class RealStatus:
     real: str  # label, `10.0.0.2:80`
     check: str  # `negotiate http 10.0.0.2:80`
-    state: str  # up | down | unknown
+    state: State
     since: float  # wall clock of the last state change (or of tracking start)
     weight: int | None  # weight in the applied table; None = not in the table
     maintenance: bool
@@ -70,15 +73,15 @@ def build_snapshot(
         entry = applied.get(key)
         reals = []
         for real in virtual.reals:
-            dkey = DestKey(real.address, dest_port(key, Forward(real.forward), real.port))
+            dkey = DestKey(real.address, dest_port(key, real.forward, real.port))
             dest = entry.dests.get(dkey) if entry is not None else None
             rec = health.get(real.check)
             last = rec.last if rec is not None else None
             reals.append(
                 RealStatus(
                     real=real.label,
-                    check=describe(real.check),
-                    state=str(rec.state if rec is not None else State.UNKNOWN),
+                    check=describe_check(real.check),
+                    state=rec.state if rec is not None else State.UNKNOWN,
                     since=rec.since if rec is not None else at,
                     weight=dest.weight if dest is not None else None,
                     maintenance=(real.address, real.port) in maintenance,
@@ -103,3 +106,16 @@ def build_snapshot(
             )
         )
     return Snapshot(at, config.path, first_round_done, last_sync_error, scheduler, tuple(virtuals))
+
+
+def reals_up(snapshot: Snapshot) -> tuple[int, int]:
+    """(reals up, reals) over every virtual of the snapshot."""
+    reals = [r for v in snapshot.virtuals for r in v.reals]
+    return sum(1 for r in reals if r.state is State.UP), len(reals)
+
+
+def as_json(snapshot: Snapshot) -> dict[str, Any]:
+    """Plain JSON values (enums as their strings); without `config`, which the daemon reports itself."""
+    plain = dataclasses.asdict(snapshot)
+    plain.pop("config", None)
+    return plain

@@ -25,9 +25,9 @@ from healthd.ipvs.model import (
     Family,
     Forward,
     Operation,
-    Protocol,
     Service,
     ServiceKey,
+    ServiceProtocol,
 )
 
 # netlink
@@ -58,7 +58,11 @@ SCHED_FLAG_BITS = {1: 0x8, 2: 0x10, 3: 0x20}
 FWD_MASK = 0x7
 FWD_CODE = {Forward.MASQ: 0, Forward.IPIP: 2, Forward.GATE: 3}
 FWD_FROM_CODE = {v: k for k, v in FWD_CODE.items()}
-PROTO_NUMBER = {Protocol.TCP: socket.IPPROTO_TCP, Protocol.UDP: socket.IPPROTO_UDP, Protocol.SCTP: 132}
+PROTO_NUMBER = {
+    ServiceProtocol.TCP: socket.IPPROTO_TCP,
+    ServiceProtocol.UDP: socket.IPPROTO_UDP,
+    ServiceProtocol.SCTP: 132,
+}
 PROTO_FROM_NUMBER = {v: k for k, v in PROTO_NUMBER.items()}
 
 
@@ -106,7 +110,7 @@ def netmask_value(service: Service) -> int:
 
 def _service_key_attrs(key: ServiceKey) -> bytes:
     out = _u16(SVC_AF, key.family)
-    if key.protocol is Protocol.FWM:
+    if key.protocol is ServiceProtocol.FWM:
         return out + _u32(SVC_FWMARK, key.fwmark)
     return out + _u16(SVC_PROTOCOL, PROTO_NUMBER[key.protocol]) + _addr(SVC_ADDR, key.family, key.address) \
         + _be16(SVC_PORT, key.port)
@@ -263,7 +267,7 @@ def decode_service(payload: memoryview) -> Service:
     a = _genl_attrs(payload, ATTR_SERVICE)
     family = Family(_get(a, SVC_AF, "=H"))
     if SVC_FWMARK in a and _get(a, SVC_FWMARK, "=I"):
-        key = ServiceKey(family, Protocol.FWM, fwmark=_get(a, SVC_FWMARK, "=I"))
+        key = ServiceKey(family, ServiceProtocol.FWM, fwmark=_get(a, SVC_FWMARK, "=I"))
     else:
         number = _get(a, SVC_PROTOCOL, "=H")
         if number not in PROTO_FROM_NUMBER:

@@ -25,7 +25,7 @@ from healthd.ipvs.model import (
     Service,
     ServiceKey,
     Table,
-    describe,
+    describe_op,
 )
 
 # what a stock Debian kernel ships as ip_vs_<name> modules
@@ -50,7 +50,7 @@ class MemoryTable:
             case AddService(service):
                 self._check_service(op, service)
                 if service.key in self._services:
-                    raise AlreadyExists(f"{describe(op)}: already there", errno.EEXIST)
+                    raise AlreadyExists(f"{describe_op(op)}: already there", errno.EEXIST)
                 self._services[service.key] = service.normalized()
                 self._dests[service.key] = {}
             case EditService(service):
@@ -64,7 +64,7 @@ class MemoryTable:
                 self._need_service(op, key)
                 self._check_dest(op, dest)
                 if dest.key in self._dests[key]:
-                    raise AlreadyExists(f"{describe(op)}: already there", errno.EEXIST)
+                    raise AlreadyExists(f"{describe_op(op)}: already there", errno.EEXIST)
                 self._dests[key][dest.key] = replace(dest, readd=True)
             case EditDest(key, dest):
                 self._need_service(op, key)
@@ -98,23 +98,23 @@ class MemoryTable:
 
     def _need_service(self, op: Operation, key: ServiceKey) -> None:
         if key not in self._services:
-            raise NotFound(f"{describe(op)}: no such service", errno.ESRCH)
+            raise NotFound(f"{describe_op(op)}: no such service", errno.ESRCH)
 
     def _need_dest(self, op: Operation, key: ServiceKey, dest_key: DestKey) -> None:
         if dest_key not in self._dests[key]:
-            raise NotFound(f"{describe(op)}: no such real server", errno.ENOENT)
+            raise NotFound(f"{describe_op(op)}: no such real server", errno.ENOENT)
 
     def _check_service(self, op: Operation, service: Service) -> None:
         if service.scheduler not in self.schedulers:
-            raise IPVSError(f"{describe(op)}: the kernel has no scheduler {service.scheduler!r}",
+            raise IPVSError(f"{describe_op(op)}: the kernel has no scheduler {service.scheduler!r}",
                             errno.ENOENT)
         if service.pe_name and service.pe_name not in PERSISTENCE_ENGINES:
-            raise IPVSError(f"{describe(op)}: the kernel has no persistence engine {service.pe_name!r}",
+            raise IPVSError(f"{describe_op(op)}: the kernel has no persistence engine {service.pe_name!r}",
                             errno.ENOENT)
         if service.netmask is not None and not 1 <= service.netmask <= service.full_netmask:
-            raise IPVSError(f"{describe(op)}: netmask /{service.netmask} is out of range", errno.EINVAL)
+            raise IPVSError(f"{describe_op(op)}: netmask /{service.netmask} is out of range", errno.EINVAL)
 
     def _check_dest(self, op: Operation, dest: Dest) -> None:
         if dest.weight < 0 or dest.lower > dest.upper:
             # the kernel: weight below zero, or a lower threshold above the upper one
-            raise IPVSError(f"{describe(op)}: weight or thresholds out of range", errno.ERANGE)
+            raise IPVSError(f"{describe_op(op)}: weight or thresholds out of range", errno.ERANGE)

@@ -10,25 +10,16 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from healthd.vocab import Forward, ServiceProtocol, host_port
+
 
 class Family(enum.IntEnum):
+    """Address family as the kernel numbers it."""
+
     INET = 2  # socket.AF_INET
     INET6 = 10  # socket.AF_INET6
 
 
-class Protocol(enum.StrEnum):
-    TCP = "tcp"
-    UDP = "udp"
-    SCTP = "sctp"
-    FWM = "fwm"  # a firewall-mark service: address "" and port 0
-
-
-class Forward(enum.StrEnum):
-    """Packet forwarding method of a destination (ipvsadm -m / -g / -i)."""
-
-    MASQ = "masq"
-    GATE = "gate"
-    IPIP = "ipip"
 
 
 @dataclass(frozen=True, order=True, slots=True)
@@ -39,18 +30,17 @@ class ServiceKey:
     """
 
     family: Family
-    protocol: Protocol
+    protocol: ServiceProtocol
     address: str = ""  # "" for fwmark services
     port: int = 0  # 0 for fwmark services
-    fwmark: int = 0  # > 0 only for Protocol.FWM
+    fwmark: int = 0  # > 0 only for ServiceProtocol.FWM
 
     def __str__(self) -> str:
         """ipvsadm's spelling: 'TCP 10.0.0.1:80', 'UDP [2001:db8::1]:53', 'FWM 99'."""
-        if self.protocol is Protocol.FWM:
+        if self.protocol is ServiceProtocol.FWM:
             suffix = " IPv6" if self.family is Family.INET6 else ""
             return f"FWM {self.fwmark}{suffix}"
-        host = f"[{self.address}]" if self.family is Family.INET6 else self.address
-        return f"{self.protocol.value.upper()} {host}:{self.port}"
+        return f"{self.protocol.value.upper()} {host_port(self.address, self.port)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +73,7 @@ class DestKey:
     port: int
 
     def __str__(self) -> str:
-        host = f"[{self.address}]" if ":" in self.address else self.address
-        return f"{host}:{self.port}"
+        return host_port(self.address, self.port)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +143,7 @@ class DeleteDest:
 Operation = AddService | EditService | DeleteService | AddDest | EditDest | DeleteDest
 
 
-def describe(op: Operation) -> str:
+def describe_op(op: Operation) -> str:
     """The operation and its object in words: 'add real 10.0.0.2:80 to TCP 10.0.0.1:80 (gate, weight 1)'."""
     match op:
         case AddService(service):

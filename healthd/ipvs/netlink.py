@@ -17,7 +17,8 @@ from typing import TypeVar
 
 from healthd.ipvs import genl
 from healthd.ipvs.backend import AlreadyExists, IPVSError, NotFound, Unavailable
-from healthd.ipvs.model import AddService, EditService, Entry, Operation, Table, describe
+from healthd.ipvs.model import AddService, EditService, Entry, Operation, Table, describe_op
+from healthd.process import run_process
 
 SOL_NETLINK = 270
 NETLINK_GENERIC = 16
@@ -27,19 +28,17 @@ BATCH = 256  # requests per datagram; their ACKs must fit in the receive buffer
 RCVBUF = 8 << 20
 
 T = TypeVar("T")
+MODPROBE_LIMIT = 30.0  # seconds loading ip_vs may take
 
 
 async def _modprobe_ip_vs() -> str:
     """Load ip_vs; return '' on success, else why not."""
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            "modprobe", "ip_vs", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-    except FileNotFoundError:
-        return "modprobe is not installed"
-    _, err = await proc.communicate()
-    if proc.returncode:
-        lines = err.decode(errors="replace").strip().splitlines()
-        return lines[-1] if lines else f"modprobe ip_vs exited with {proc.returncode}"
+    result = await run_process(["modprobe", "ip_vs"], MODPROBE_LIMIT)
+    if result.returncode is None:
+        return result.error or "modprobe ip_vs did not run"
+    if result.returncode:
+        lines = result.output.strip().splitlines()
+        return lines[-1] if lines else f"modprobe ip_vs exited with {result.returncode}"
     return ""
 
 
@@ -84,7 +83,7 @@ def _open_socket(netns: str | None) -> socket.socket:
 
 def error_for(code: int, op: Operation) -> IPVSError:
     """The healthd error for the kernel's answer `code` (an errno) to `op`."""
-    what = describe(op)
+    what = describe_op(op)
     if code == errno.EEXIST:
         return AlreadyExists(f"{what}: already there", code)
     if code == errno.ESRCH:

@@ -3,8 +3,11 @@
 Interface used by the engine:
 
     reconciler = Reconciler(backend)
-    await reconciler.sync(desired, managed)   # converge; touches only `managed` services
+    table = await reconciler.dump()           # the kernel's table as it is now (adopted at start)
+    ops = await reconciler.sync(desired, managed)   # converge; touches only `managed` services
     await reconciler.resync()                 # full re-dump + repair of drift
+
+Every operation the kernel refuses is passed to `on_refused` (the engine publishes it).
 
 `desired` holds the services healthd wants and their destinations; `managed`
 is every ServiceKey healthd owns (desired ones plus any it must remove, e.g.
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Set
+from collections.abc import Awaitable, Callable, Sequence, Set
 
 from healthd.ipvs.backend import AlreadyExists, Backend, IPVSError, NotFound
 from healthd.ipvs.model import (
@@ -34,7 +37,7 @@ from healthd.ipvs.model import (
     Operation,
     ServiceKey,
     Table,
-    describe,
+    describe_op,
 )
 
 log = logging.getLogger("healthd.ipvs")
@@ -78,14 +81,16 @@ def diff(desired: Table, actual: Table, managed: Set[ServiceKey]) -> list[Operat
 
 
 Sleep = Callable[[float], Awaitable[None]]
+OnRefused = Callable[[Operation, IPVSError], None]
 
 
 class Reconciler:
     """Keeps the managed part of a table equal to the last desired state it was given."""
 
     def __init__(self, backend: Backend, *, attempts: int = 5, backoff: float = 0.1, max_backoff: float = 5.0,
-                 sleep: Sleep = asyncio.sleep) -> None:
+                 sleep: Sleep = asyncio.sleep, on_refused: OnRefused | None = None) -> None:
         self.backend = backend
+        self.on_refused = on_refused
         self.attempts = attempts
         self.backoff = backoff
         self.max_backoff = max_backoff
@@ -98,12 +103,20 @@ class Reconciler:
         self._lock = asyncio.Lock()
         self.last_ops: list[Operation] = []  # what the last convergence applied, for logs and tests
 
-    async def sync(self, desired: Table, managed: Set[ServiceKey]) -> None:
-        """Make the managed services equal to `desired`; raise IPVSError if it cannot converge."""
+    async def dump(self) -> Table:
+        """The whole table as the backend has it now."""
+        return await self.backend.dump()
+
+    async def sync(self, desired: Table, managed: Set[ServiceKey]) -> Sequence[Operation]:
+        """Make the managed services equal to `desired`; the operations applied.
+
+        Raises IPVSError if it cannot converge.
+        """
         async with self._lock:
             self._desired = dict(desired)
             self._managed = frozenset(managed) | frozenset(desired)
             await self._converge()
+            return tuple(self.last_ops)
 
     async def resync(self) -> None:
         """Re-dump the table and repair drift against the last desired state."""
@@ -157,6 +170,8 @@ class Reconciler:
                     log.info("IPVS changed under us: %s", result)
                     continue
                 log.warning("IPVS: %s", result)
+                if self.on_refused is not None:
+                    self.on_refused(op, result)
                 error = result
                 again = True
             if not again:
@@ -168,4 +183,4 @@ class Reconciler:
                         "(it keeps changing under us)")
 
 
-__all__ = ["Reconciler", "describe", "diff"]
+__all__ = ["Reconciler", "describe_op", "diff"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from healthd.ipvs.model import Dest, Family, Forward, Protocol, Service, ServiceKey, Table
+from healthd.ipvs.model import Dest, Family, Forward, Service, ServiceKey, ServiceProtocol, Table
 
 FLAG_NAMES = {"sh": ("sh-fallback", "sh-port"), "mh": ("mh-fallback", "mh-port")}
 FORWARD = {Forward.GATE: "-g", Forward.MASQ: "-m", Forward.IPIP: "-i"}
@@ -15,9 +15,10 @@ def _host(address: str) -> str:
 
 
 def service_spec(key: ServiceKey) -> str:
-    if key.protocol is Protocol.FWM:
+    if key.protocol is ServiceProtocol.FWM:
         return f"-f {key.fwmark}" + (" -6" if key.family is Family.INET6 else "")
-    opt = {Protocol.TCP: "-t", Protocol.UDP: "-u", Protocol.SCTP: "--sctp-service"}[key.protocol]
+    options = {ServiceProtocol.TCP: "-t", ServiceProtocol.UDP: "-u", ServiceProtocol.SCTP: "--sctp-service"}
+    opt = options[key.protocol]
     return f"{opt} {_host(key.address)}:{key.port}"
 
 

@@ -4,12 +4,12 @@ requests give the event loop a turn now and then."""
 import asyncio
 from typing import Any
 
-from healthd.ipvs.model import AddDest, AddService, Dest, Family, Protocol, Service, ServiceKey
+from healthd.ipvs.model import AddDest, AddService, Dest, Family, Service, ServiceKey, ServiceProtocol
 from tests.unit.ipvs.contract import TCP
 
 
 async def test_cancelled_dump_leaves_the_table_usable(table: Any) -> None:
-    keys = [ServiceKey(Family.INET, Protocol.TCP, f"10.5.0.{i}", 80) for i in range(1, 31)]
+    keys = [ServiceKey(Family.INET, ServiceProtocol.TCP, f"10.5.0.{i}", 80) for i in range(1, 31)]
     ops = [AddService(Service(k)) for k in keys]
     ops += [AddDest(k, Dest(f"10.6.{n}.{j}", 80)) for n, k in enumerate(keys) for j in range(1, 21)]
     assert await table.apply_all(ops) == [None] * len(ops)

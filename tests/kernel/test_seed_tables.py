@@ -18,9 +18,9 @@ from healthd.ipvs.model import (
     Family,
     Forward,
     Operation,
-    Protocol,
     Service,
     ServiceKey,
+    ServiceProtocol,
 )
 from healthd.ipvs.reconcile import Reconciler
 from tests.kernel.conftest import ipvsadm
@@ -37,9 +37,9 @@ def _shared() -> Path:
 
 CONFIGS = _shared() / "data" / "configs"
 
-VIP = ServiceKey(Family.INET, Protocol.TCP, "172.17.111.111", 80)
-NAT_VIP = ServiceKey(Family.INET, Protocol.TCP, "172.17.111.117", 80)
-MARK = ServiceKey(Family.INET, Protocol.FWM, fwmark=99)
+VIP = ServiceKey(Family.INET, ServiceProtocol.TCP, "172.17.111.111", 80)
+NAT_VIP = ServiceKey(Family.INET, ServiceProtocol.TCP, "172.17.111.117", 80)
+MARK = ServiceKey(Family.INET, ServiceProtocol.FWM, fwmark=99)
 
 # the tables, written by hand from each config (the order is the one of the ipvsadm commands)
 SEEDS: dict[str, list[Operation]] = {

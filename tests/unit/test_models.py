@@ -3,11 +3,11 @@
 from dataclasses import replace
 
 from healthd.checks.spec import CheckSpec, CheckType
-from healthd.ipvs.model import Family, Protocol, ServiceKey
+from healthd.ipvs.model import Family, ServiceKey, ServiceProtocol
 
 
 def spec(**kw: object) -> CheckSpec:
-    base = CheckSpec(type=CheckType.NEGOTIATE, service="http", protocol="tcp", family=4,
+    base = CheckSpec(type=CheckType.NEGOTIATE, service="http", protocol=ServiceProtocol.TCP, family=4,
                      address="10.0.0.2", port=80)
     return replace(base, **kw)  # type: ignore[arg-type]
 
@@ -27,6 +27,6 @@ def test_deadline_follows_check_type() -> None:
 
 
 def test_service_key_spelled_like_ipvsadm() -> None:
-    assert str(ServiceKey(Family.INET, Protocol.TCP, "10.0.0.1", 80)) == "TCP 10.0.0.1:80"
-    assert str(ServiceKey(Family.INET6, Protocol.UDP, "2001:db8::1", 53)) == "UDP [2001:db8::1]:53"
-    assert str(ServiceKey(Family.INET, Protocol.FWM, fwmark=99)) == "FWM 99"
+    assert str(ServiceKey(Family.INET, ServiceProtocol.TCP, "10.0.0.1", 80)) == "TCP 10.0.0.1:80"
+    assert str(ServiceKey(Family.INET6, ServiceProtocol.UDP, "2001:db8::1", 53)) == "UDP [2001:db8::1]:53"
+    assert str(ServiceKey(Family.INET, ServiceProtocol.FWM, fwmark=99)) == "FWM 99"

@@ -12,12 +12,13 @@ from dataclasses import dataclass, field, replace
 import pytest
 import trustme
 
-from healthd.checks.registry import CheckRunner
+from healthd.checks.runner import CheckRunner
 from healthd.checks.spec import CheckSpec, CheckType, Outcome
+from healthd.vocab import ServiceProtocol
 
 
 def http_spec(port: int, address: str = "127.0.0.1", **kw: object) -> CheckSpec:
-    base = CheckSpec(type=CheckType.NEGOTIATE, service="http", protocol="tcp",
+    base = CheckSpec(type=CheckType.NEGOTIATE, service="http", protocol=ServiceProtocol.TCP,
                      family=6 if ":" in address else 4, address=address, port=port, scheme="http",
                      negotiatetimeout=2.0, checktimeout=2.0)
     return replace(base, **kw)  # type: ignore[arg-type]

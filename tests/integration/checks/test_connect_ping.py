@@ -15,8 +15,9 @@ from typing import TypeVar
 
 import pytest
 
-from healthd.checks.registry import CheckRunner
+from healthd.checks.runner import CheckRunner
 from healthd.checks.spec import CheckSpec, CheckType, Outcome
+from healthd.vocab import ServiceProtocol
 
 from .netns import SILENT_V4, SILENT_V6, run_in_private_netns
 from .servers import hang, serve
@@ -25,7 +26,8 @@ T = TypeVar("T")
 
 
 def spec(kind: CheckType, address: str, port: int = 0, **kw: object) -> CheckSpec:
-    base = CheckSpec(type=kind, service="none", protocol="tcp", family=6 if ":" in address else 4,
+    base = CheckSpec(type=kind, service="none", protocol=ServiceProtocol.TCP,
+                     family=6 if ":" in address else 4,
                      address=address, port=port, checktimeout=1.0)
     return replace(base, **kw)  # type: ignore[arg-type]
 
@@ -71,8 +73,9 @@ def test_ping_silent_address_uses_every_attempt_within_checktimeout(address: str
 @pytest.mark.root
 def test_udp_virtual_connect_is_ping() -> None:
     async def body(runner: CheckRunner) -> tuple[Outcome, Outcome]:
-        up = await runner.run(spec(CheckType.CONNECT, "127.0.0.1", 53, protocol="udp"))
-        down = await runner.run(spec(CheckType.CONNECT, SILENT_V4, 53, protocol="udp", checktimeout=0.3))
+        up = await runner.run(spec(CheckType.CONNECT, "127.0.0.1", 53, protocol=ServiceProtocol.UDP))
+        down = await runner.run(spec(CheckType.CONNECT, SILENT_V4, 53, protocol=ServiceProtocol.UDP,
+                                checktimeout=0.3))
         return up, down
 
     up, down = run_in_private_netns(lambda: _with_runner(body))

@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 
 from healthd.checks.context import CheckContext
-from healthd.checks.registry import CheckRunner
+from healthd.checks.runner import CheckRunner
 from healthd.checks.spec import CheckSpec, CheckType
+from healthd.vocab import ServiceProtocol
 
 ARGS = ("192.168.6.240", "80", "[2001:db8::2]", "8080")
-BASE = CheckSpec(type=CheckType.EXTERNAL, service="none", protocol="tcp", family=4, address="127.0.0.1",
+BASE = CheckSpec(type=CheckType.EXTERNAL, service="none", protocol=ServiceProtocol.TCP,
+                 family=4, address="127.0.0.1",
                  port=0, command_args=ARGS, checktimeout=2.0)
 
 

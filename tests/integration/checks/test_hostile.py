@@ -12,7 +12,7 @@ import asyncio
 
 import pytest
 
-from healthd.checks.registry import CheckRunner
+from healthd.checks.runner import CheckRunner
 
 from .conftest import alongside, http_spec
 from .servers import hang, ok, serve, serve_elsewhere

@@ -9,7 +9,7 @@ import ssl
 import pytest
 from aiohttp import web
 
-from healthd.checks.registry import CheckRunner
+from healthd.checks.runner import CheckRunner
 
 from .conftest import http_spec
 from .servers import ok, reply, serve

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-from healthd.checks.registry import CheckRunner
+from healthd.checks.runner import CheckRunner
 from healthd.checks.spec import CheckSpec, CheckType
+from healthd.vocab import ServiceProtocol
 
 from .servers import hang, serve
 
-BASE = CheckSpec(type=CheckType.NEGOTIATE, service="simpletcp", protocol="tcp", family=4,
+BASE = CheckSpec(type=CheckType.NEGOTIATE, service="simpletcp", protocol=ServiceProtocol.TCP, family=4,
                  address="127.0.0.1", port=0, request="PING\\nQUIT\\n", receive="^\\+PONG",
                  receive_re=r"^\+PONG", negotiatetimeout=1.0)
 

@@ -9,6 +9,7 @@ tier shows the same across processes with the netlink table.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 from collections.abc import Callable
@@ -20,7 +21,7 @@ import pytest
 from healthd.config import load
 from healthd.daemon.lifecycle import Daemon
 from healthd.daemon.systemd import Notifier
-from healthd.daemon.wiring import engine_factory
+from healthd.daemon.wiring import build_engine
 from healthd.demo import free_port
 from healthd.ipvs.memory import MemoryTable
 from healthd.ipvs.model import AddDest, AddService, DeleteDest, DeleteService, EditDest, Operation, Table
@@ -61,7 +62,8 @@ def config(port: int, v1: list[int], v2: list[int], *, w: dict[int, int] | None 
 
 class Running:
     def __init__(self, path: Path, table: MemoryTable) -> None:
-        self.daemon = Daemon(load(str(path)), engine_factory=engine_factory(table), loader=load,
+        self.daemon = Daemon(load(str(path)), loader=load,
+                             engine_factory=functools.partial(build_engine, backend=table),
                              notifier=Notifier({}), ipvs_kind="memory", watch_interval=60)
         self.task: asyncio.Task[int] | None = None
 

@@ -10,17 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from healthd.checks.registry import CheckRunner
+from healthd.checks.runner import CheckRunner
 from healthd.config import parse_text
 from healthd.engine import events
 from healthd.engine.engine import Engine
 from healthd.ipvs.memory import MemoryTable
-from healthd.ipvs.model import DeleteDest, DestKey, Family, Protocol, ServiceKey
+from healthd.ipvs.model import DeleteDest, DestKey, Family, ServiceKey, ServiceProtocol
 from healthd.ipvs.reconcile import Reconciler
 
 from .servers import Real, free_port
 
-VIP = ServiceKey(Family.INET, Protocol.TCP, "192.0.2.10", 80)
+VIP = ServiceKey(Family.INET, ServiceProtocol.TCP, "192.0.2.10", 80)
 INTERVAL = 0.2
 TIMEOUT = 1.0
 
@@ -72,13 +72,11 @@ class Live:
         return {} if entry is None else {str(k): d.weight for k, d in entry.dests.items()}
 
     async def __aenter__(self) -> Live:
-        await self.runner.start()
-        await self.engine.start()
+        await self.engine.start()  # starts the runner too
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.engine.stop(cleanstop=False)
-        await self.runner.close()
+        await self.engine.stop(cleanstop=False)  # closes the runner too
 
 
 async def wait_dests(live: Live, want: dict[str, int], within: float = 5.0) -> float:

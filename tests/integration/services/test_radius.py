@@ -8,6 +8,7 @@ import pytest
 
 from healthd.checks import radius
 from healthd.checks.context import CheckContext
+from healthd.vocab import ServiceProtocol
 from tests.integration.services import servers
 from tests.integration.services.conftest import spec_for
 from tests.integration.services.hanging import assert_hang_bounded
@@ -26,7 +27,8 @@ def freeradius() -> Iterator[servers.Daemon]:
 def radius_spec(port: int, receive: str = "", **kw: object):
     fields = {"login": servers.RADIUS_USER, "passwd": servers.RADIUS_PASSWORD,
               "secret": servers.RADIUS_SECRET, **kw}
-    return spec_for("radius", port, protocol="udp", receive=receive, receive_re=receive or None, **fields)
+    return spec_for("radius", port, protocol=ServiceProtocol.UDP,
+                    receive=receive, receive_re=receive or None, **fields)
 
 
 async def test_access_accept_up(freeradius: servers.Daemon, ctx: CheckContext) -> None:

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 import struct
+from types import SimpleNamespace
 
 import pytest
 
 from healthd.announce import routes
 from healthd.announce.announcer import Announcer
-from healthd.announce.observer import AnnounceObserver
+from healthd.announce.feature import AnnounceFeature
 from healthd.announce.serving import serving
 from healthd.config import ConfigError, parse_text
-from healthd.engine.scheduler import SchedulerStats
-from healthd.engine.snapshot import RealStatus, Snapshot, VirtualStatus
+from healthd.engine import events
+from healthd.engine.bus import EventBus
+from healthd.engine.policy import service_key
+from healthd.ipvs.model import Dest, DestKey, Entry, Service
 
 CONFIG = """\
 announce=yes
@@ -52,29 +54,6 @@ def test_a_firewall_mark_cannot_be_announced() -> None:
         parse_text("virtual=7\n\treal=10.0.0.2 gate\n\tchecktype=on\n\tannounce=yes\n", "/t.cf")
     assert str(err.value) == ("/t.cf:4: announce=yes needs a virtual service with an address: a firewall "
                               "mark has none to announce: \"announce=yes\"")
-
-
-def _real(weight: int | None) -> RealStatus:
-    return RealStatus("r", "on", "up", 0.0, weight, False, 0, True, "", None, None)
-
-
-def _snapshot(**virtuals: tuple[bool, int | None, list[int | None]]) -> Snapshot:
-    statuses = tuple(
-        VirtualStatus(label.replace("_", ":").replace("-", "."), "", in_table, fb is not None, fb,
-                      tuple(_real(w) for w in weights))
-        for label, (in_table, fb, weights) in virtuals.items())
-    return Snapshot(0.0, "", True, None, SchedulerStats(*[0] * 12), statuses)  # type: ignore[arg-type]
-
-
-def test_an_address_is_served_while_one_of_its_announced_services_can_serve() -> None:
-    config = parse_text(CONFIG, "/t.cf")
-    snap = _snapshot(**{"10-0-0-1_80": (True, None, [None]), "10-0-0-1_443": (True, None, [1]),
-                        "10-0-0-9_80": (True, None, [1])})
-    assert serving(config, snap) == {"10.0.0.1": True}  # 10.0.0.9 has announce=no
-    snap = _snapshot(**{"10-0-0-1_80": (True, None, [0]), "10-0-0-1_443": (False, None, [])})
-    assert serving(config, snap) == {"10.0.0.1": False}  # weight 0 (quiescent) serves nothing
-    snap = _snapshot(**{"10-0-0-1_80": (True, 1, [None]), "10-0-0-1_443": (True, None, [None])})
-    assert serving(config, snap) == {"10.0.0.1": True}  # the fallback server serves
 
 
 class FakeRoutes:
@@ -147,46 +126,50 @@ def test_a_device_that_cannot_be_made_is_reported_once_and_tried_again(caplog) -
         "announce: cannot open /dev/net/tun; nothing is announced"]
 
 
-class FakeEngine:
-    def __init__(self, snap: Snapshot) -> None:
-        self.snap = snap
-        self.flushes = 0
+def _applied(config, weights: dict[str, list[int]]) -> events.TableApplied:
+    """A TableApplied whose table holds, per virtual label, reals of these weights (absent: not in table)."""
+    virtuals = {service_key(v): v for v in config.virtuals}
+    table = {}
+    for key, virtual in virtuals.items():
+        if virtual.label not in weights:
+            continue
+        dests = {DestKey(f"10.9.9.{i}", 80): Dest(f"10.9.9.{i}", 80, weight=w)
+                 for i, w in enumerate(weights[virtual.label])}
+        table[key] = Entry(Service(key), dests)
+    return events.TableApplied(table, virtuals, (), 0.0)
 
-    async def flush(self) -> None:
-        self.flushes += 1
-        await asyncio.sleep(0)
 
-    def snapshot(self) -> Snapshot:
-        return self.snap
-
-
-async def test_the_observer_reads_the_snapshot_after_the_table_has_the_change() -> None:
+def test_an_address_is_served_while_one_of_its_announced_services_can_serve() -> None:
     config = parse_text(CONFIG, "/t.cf")
-    engine = FakeEngine(_snapshot(**{"10-0-0-1_80": (True, None, [1])}))
+    applied = _applied(config, {"10.0.0.1:80": [], "10.0.0.1:443": [1], "10.0.0.9:80": [1]})
+    assert serving(applied) == {"10.0.0.1": True}  # 10.0.0.9 has announce=no
+    applied = _applied(config, {"10.0.0.1:80": [0]})
+    assert serving(applied) == {"10.0.0.1": False}  # weight 0 (quiescent) serves nothing
+    applied = _applied(config, {"10.0.0.1:80": [0, 1]})  # the fallback server, or any real, serves
+    assert serving(applied) == {"10.0.0.1": True}
+
+
+async def test_the_feature_follows_applied_tables_and_withdraws_on_stop() -> None:
+    config = parse_text(CONFIG, "/t.cf")
+    bus = EventBus()
     log: list[str] = []
-    observer = AnnounceObserver(engine, config, make=lambda: Announcer(lambda: (FakeDevice(log),
-                                                                                  FakeRoutes(log))))
-    for _ in range(5):  # a burst of events before the update runs: one update
-        observer.notify()
-    await asyncio.sleep(0.01)
-    assert log == ["+10.0.0.1"] and engine.flushes == 1
-    engine.snap = _snapshot(**{"10-0-0-1_80": (True, None, [None])})
-    observer.notify()
-    await asyncio.sleep(0.01)
-    assert log == ["+10.0.0.1", "-10.0.0.1"]
-    await observer.close()
-    observer.notify()  # after close: nothing more happens
-    await asyncio.sleep(0.01)
-    assert log[-2:] == ["close routes", "close device"]
+    feature = AnnounceFeature(make=lambda: Announcer(lambda: (FakeDevice(log), FakeRoutes(log))))
+    await feature.start(SimpleNamespace(events=bus))  # type: ignore[arg-type]
+    bus.emit(_applied(config, {"10.0.0.1:80": [1]}))
+    bus.emit(_applied(config, {"10.0.0.1:80": [1]}))  # no change: nothing done
+    bus.emit(_applied(config, {"10.0.0.1:80": []}))
+    await feature.stop()
+    bus.emit(_applied(config, {"10.0.0.1:80": [1]}))  # after stop: not subscribed any more
+    assert log == ["+10.0.0.1", "-10.0.0.1", "close routes", "close device"]
 
 
-async def test_without_announce_the_observer_does_nothing() -> None:
+async def test_without_announce_the_feature_makes_no_device() -> None:
     config = parse_text("virtual=10.0.0.1:80\n\treal=10.0.0.2:80 gate\n\tservice=http\n", "/t.cf")
-    engine = FakeEngine(_snapshot())
-    observer = AnnounceObserver(engine, config, make=lambda: pytest.fail("no announcer wanted"))
-    observer.notify()
-    await asyncio.sleep(0.01)
-    assert engine.flushes == 0
+    bus = EventBus()
+    feature = AnnounceFeature(make=lambda: pytest.fail("no announcer wanted"))
+    await feature.start(SimpleNamespace(events=bus))  # type: ignore[arg-type]
+    bus.emit(_applied(config, {"10.0.0.1:80": [1]}))
+    await feature.stop()
 
 
 def test_route_messages_carry_the_host_prefix_table_protocol_and_device() -> None:

@@ -6,12 +6,14 @@ import pytest
 
 from healthd.checks.external import argv
 from healthd.checks.spec import CheckSpec, CheckType
+from healthd.vocab import ServiceProtocol
 
 ARGS = ("192.168.1.10", "80", "[2001:db8::2]", "8080")
 
 
 def spec(command: str, kind: CheckType = CheckType.EXTERNAL) -> CheckSpec:
-    return CheckSpec(type=kind, service="none", protocol="tcp", family=4, address="10.0.0.2", port=0,
+    return CheckSpec(type=kind, service="none", protocol=ServiceProtocol.TCP,
+                     family=4, address="10.0.0.2", port=0,
                      command=command, command_args=ARGS)
 
 

@@ -8,8 +8,9 @@ import pytest
 
 from healthd.checks.http import build_request, host_header, request_target
 from healthd.checks.spec import CheckSpec, CheckType
+from healthd.vocab import ServiceProtocol
 
-BASE = CheckSpec(type=CheckType.NEGOTIATE, service="http", protocol="tcp", family=4,
+BASE = CheckSpec(type=CheckType.NEGOTIATE, service="http", protocol=ServiceProtocol.TCP, family=4,
                  address="10.0.0.2", port=80, scheme="http", request="/health?x=1")
 
 

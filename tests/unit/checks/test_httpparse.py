@@ -6,40 +6,42 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from healthd.checks.httpparse import HEAD_LIMIT, ResponseParser, State
+from healthd.checks.httpparse import HEAD_LIMIT, ParseState, ResponseParser
 
 
 def parse(raw: bytes, *, eof: bool = True, **kw: object) -> ResponseParser:
     p = ResponseParser(**kw)  # type: ignore[arg-type]
     p.feed(raw)
-    if eof and p.state in (State.HEAD, State.BODY):
+    if eof and p.state in (ParseState.HEAD, ParseState.BODY):
         p.feed_eof()
     return p
 
 
 CASES = [
     # (raw response, parser kwargs, state, status, body, truncated)
-    (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", {}, State.DONE, 200, b"hello", False),
-    (b"HTTP/1.0 200 OK\r\n\r\nuntil close", {}, State.DONE, 200, b"until close", False),
-    (b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n", {}, State.DONE, 503, b"", False),
-    (b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok", {}, State.DONE, 200, b"ok", False),  # bare LF
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", {}, ParseState.DONE, 200, b"hello", False),
+    (b"HTTP/1.0 200 OK\r\n\r\nuntil close", {}, ParseState.DONE, 200, b"until close", False),
+    (b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n", {}, ParseState.DONE, 503, b"", False),
+    (b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok", {}, ParseState.DONE, 200, b"ok", False),  # bare LF
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n4;ext=1\r\ndefg\r\n0\r\n\r\n",
-     {}, State.DONE, 200, b"abcdefg", False),
+     {}, ParseState.DONE, 200, b"abcdefg", False),
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\nX-Trailer: 1\r\n\r\n",
-     {}, State.DONE, 200, b"ab", False),
+     {}, ParseState.DONE, 200, b"ab", False),
     (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 1\r\n\r\nx",
-     {}, State.DONE, 201, b"x", False),
-    (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", {"head_only": True}, State.DONE, 200, b"", False),
-    (b"HTTP/1.1 204 No Content\r\n\r\n", {}, State.DONE, 204, b"", False),
+     {}, ParseState.DONE, 201, b"x", False),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", {"head_only": True},
+     ParseState.DONE, 200, b"", False),
+    (b"HTTP/1.1 204 No Content\r\n\r\n", {}, ParseState.DONE, 204, b"", False),
     (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789", {"body_limit": 4},
-     State.DONE, 200, b"0123", True),
-    (b"HTTP/1.1 200 OK\r\n\r\n" + b"x" * 100, {"body_limit": 10}, State.DONE, 200, b"x" * 10, True),
-    (b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n0123", {"body_limit": 4}, State.DONE, 200, b"0123", False),
+     ParseState.DONE, 200, b"0123", True),
+    (b"HTTP/1.1 200 OK\r\n\r\n" + b"x" * 100, {"body_limit": 10}, ParseState.DONE, 200, b"x" * 10, True),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n0123", {"body_limit": 4},
+     ParseState.DONE, 200, b"0123", False),
 ]
 
 
 @pytest.mark.parametrize(("raw", "kw", "state", "status", "body", "truncated"), CASES)
-def test_well_formed_responses(raw: bytes, kw: dict[str, object], state: State, status: int,
+def test_well_formed_responses(raw: bytes, kw: dict[str, object], state: ParseState, status: int,
                                body: bytes, truncated: bool) -> None:
     p = parse(raw, **kw)
     assert (p.state, p.status, bytes(p.body), p.truncated) == (state, status, body, truncated)
@@ -59,39 +61,39 @@ def test_well_formed_responses(raw: bytes, kw: dict[str, object], state: State, 
 ])
 def test_garbage_is_an_error_with_a_reason(raw: bytes, why: str) -> None:
     p = parse(raw)
-    assert p.state is State.ERROR
+    assert p.state is ParseState.ERROR
     assert why in p.error
 
 
 def test_garbage_is_recognised_before_eof() -> None:
     p = ResponseParser()
-    assert p.feed(b"<html>hello") is State.ERROR
+    assert p.feed(b"<html>hello") is ParseState.ERROR
 
 
 def test_endless_head_is_cut_off() -> None:
     p = ResponseParser()
     p.feed(b"HTTP/1.1 200 OK\r\n")
-    state = State.HEAD
+    state = ParseState.HEAD
     for _ in range(HEAD_LIMIT // 1000 + 2):
         state = p.feed(b"X-Filler: " + b"a" * 990 + b"\r\n")
-        if state is not State.HEAD:
+        if state is not ParseState.HEAD:
             break
-    assert state is State.ERROR and "longer than" in p.error
+    assert state is ParseState.ERROR and "longer than" in p.error
 
 
 def test_endless_body_stops_at_the_limit() -> None:
     p = ResponseParser(body_limit=1000)
     p.feed(b"HTTP/1.1 200 OK\r\n\r\n")
     fed = 0
-    while p.state is State.BODY and fed < 10**6:
+    while p.state is ParseState.BODY and fed < 10**6:
         p.feed(b"y" * 300)
         fed += 300
-    assert p.state is State.DONE and len(p.body) == 1000 and p.truncated
+    assert p.state is ParseState.DONE and len(p.body) == 1000 and p.truncated
 
 
 def test_status_is_known_before_the_body_arrives() -> None:
     p = ResponseParser()
-    assert p.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n") is State.BODY
+    assert p.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n") is ParseState.BODY
     assert p.status == 200
 
 
@@ -107,6 +109,6 @@ def test_any_split_of_the_bytes_gives_the_same_result(raw: bytes, cuts: list[int
         p.feed(raw[pos:pos + n])
         pos += n
     p.feed(raw[pos:])
-    if p.state in (State.HEAD, State.BODY):
+    if p.state in (ParseState.HEAD, ParseState.BODY):
         p.feed_eof()
     assert (p.state, p.status, bytes(p.body)) == (whole.state, whole.status, bytes(whole.body))

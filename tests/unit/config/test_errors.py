@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from healthd.checks import registry
+from healthd.checks import services
 
 from .conftest import problems
 
@@ -141,7 +141,7 @@ def test_every_malformed_line_is_reported_in_line_order() -> None:
 
 
 def test_unsupported_service_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(registry, "SUPPORTED_SERVICES", frozenset({"none", "http"}))
+    monkeypatch.setattr(services, "SUPPORTED_SERVICES", frozenset({"none", "http"}))
     found = problems(V + R + "\tservice=https\n")
     assert found == ['3: service=https is not supported yet: "service=https"']
     found = problems("virtual=10.0.0.1:443\n" + "\treal=10.0.0.2:443 gate\n")
@@ -152,7 +152,7 @@ def test_unsupported_service_is_refused(monkeypatch: pytest.MonkeyPatch) -> None
 def test_unsupported_service_is_fine_when_it_is_not_negotiated(monkeypatch: pytest.MonkeyPatch) -> None:
     from .conftest import cfg
 
-    monkeypatch.setattr(registry, "SUPPORTED_SERVICES", frozenset({"none"}))
+    monkeypatch.setattr(services, "SUPPORTED_SERVICES", frozenset({"none"}))
     c = cfg("virtual=10.0.0.1:25\n\treal=10.0.0.2:25 gate\n\tchecktype=connect\n")
     assert c.virtuals[0].service == "smtp" and c.virtuals[0].reals[0].check.service == "none"
 

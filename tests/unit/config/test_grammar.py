@@ -173,10 +173,10 @@ def test_check_settings(body: str, head: str, fields: dict[str, Any]) -> None:
 
 
 def test_ftp_and_sip_credentials_default_like_ldirectord(monkeypatch: pytest.MonkeyPatch) -> None:
-    from healthd.checks import registry
+    from healthd.checks import services
     from healthd.checks.spec import KNOWN_SERVICES
 
-    monkeypatch.setattr(registry, "SUPPORTED_SERVICES", KNOWN_SERVICES)
+    monkeypatch.setattr(services, "SUPPORTED_SERVICES", KNOWN_SERVICES)
     monkeypatch.setenv("HOSTNAME", "director")
     ftp = first_check(one_virtual("real=10.0.0.2:21 gate", head="virtual=10.0.0.1:21"))
     sip = first_check(one_virtual("real=10.0.0.2:5060 gate", head="virtual=10.0.0.1:5060"))

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from healthd.checks import registry
+from healthd.checks import services
 from healthd.checks.spec import KNOWN_SERVICES
 from healthd.config import ConfigError, load, parse_text
 from healthd.config.cli import main
@@ -99,7 +99,7 @@ def test_the_upstream_sample_has_its_commented_sections() -> None:
 @pytest.mark.parametrize(("name", "text"), SAMPLES, ids=[s[0] for s in SAMPLES])
 def test_commented_samples_parse_when_uncommented(name: str, text: str,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(registry, "SUPPORTED_SERVICES", KNOWN_SERVICES)
+    monkeypatch.setattr(services, "SUPPORTED_SERVICES", KNOWN_SERVICES)
     config = parse_text(text, "upstream-sample.cf", resolver=fake_resolver)
     assert config.settings.fallback is not None  # the uncommented global fallback=127.0.0.1:80
     [v] = config.virtuals
@@ -116,7 +116,7 @@ def test_commented_samples_with_todays_checks(name: str, text: str) -> None:
 
 
 def test_upstream_range_and_mysql_samples(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(registry, "SUPPORTED_SERVICES", KNOWN_SERVICES)
+    monkeypatch.setattr(services, "SUPPORTED_SERVICES", KNOWN_SERVICES)
     by_name = dict(SAMPLES)
     ranged = parse_text(by_name["virtual=192.168.6.240:80"], "s.cf", resolver=fake_resolver).virtuals[0]
     assert [r.address for r in ranged.reals] == [f"192.168.6.{i}" for i in range(2, 8)] + ["192.168.6.32"]

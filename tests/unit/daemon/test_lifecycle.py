@@ -12,10 +12,16 @@ from typing import Any
 
 import pytest
 
+from healthd.checks.spec import Outcome
 from healthd.config import load
 from healthd.config.model import Config
-from healthd.daemon.lifecycle import Daemon, FileWatch, StateChange, summary
+from healthd.daemon.lifecycle import Daemon, FileWatch, summary
 from healthd.daemon.systemd import Notifier
+from healthd.engine import events
+from healthd.engine.bus import EventBus
+from healthd.engine.scheduler import SchedulerStats
+from healthd.engine.snapshot import RealStatus, Snapshot, VirtualStatus
+from healthd.vocab import State
 
 GOOD = """\
 checkinterval=1
@@ -38,21 +44,30 @@ virtual=127.0.0.1:80
 """
 
 
+def snapshot_of(states: list[list[State]], path: str = "test.cf") -> Snapshot:
+    """A snapshot with one virtual per inner list, one real per state."""
+    stats = SchedulerStats(0, 0, 0, 0, 0, 0, 0, 0, 0, 0.0, 0.0, 0.0)
+    virtuals = tuple(
+        VirtualStatus(f"10.0.0.{i}:80", f"TCP 10.0.0.{i}:80", True, False, None, tuple(
+            RealStatus(f"10.0.1.{j}:80", "connect", state, 0.0, 1, False, 0, None, "", None, None)
+            for j, state in enumerate(reals)))
+        for i, reals in enumerate(states)
+    )
+    return Snapshot(0.0, path, True, None, stats, virtuals)
+
+
 class FakeEngine:
     """Records what the daemon asks; every real is up once the first round is done."""
 
-    def __init__(self, config: Config, on_change) -> None:
+    def __init__(self, config: Config) -> None:
         self.config = config
-        self.on_change = on_change
+        self.events = EventBus()
         self.first_round = asyncio.Event()
         self.reloads: list[Config] = []
         self.stopped = False
 
     async def start(self) -> None:
         asyncio.get_running_loop().call_later(0.05, self.first_round.set)
-
-    async def wait_first_round(self) -> None:
-        await self.first_round.wait()
 
     async def reload(self, config: Config) -> None:
         self.reloads.append(config)
@@ -61,11 +76,8 @@ class FakeEngine:
     async def stop(self) -> None:
         self.stopped = True
 
-    def snapshot(self) -> dict[str, Any]:
-        return {"virtuals": [
-            {"virtual": v.label, "reals": [{"real": r.label, "state": "up"} for r in v.reals]}
-            for v in self.config.virtuals
-        ]}
+    def snapshot(self) -> Snapshot:
+        return snapshot_of([[State.UP] * len(v.reals) for v in self.config.virtuals], self.config.path)
 
 
 @pytest.fixture
@@ -95,8 +107,8 @@ class Harness:
     def __init__(self, config_path: Path, notifier: Notifier, **kwargs: Any) -> None:
         self.engines: list[FakeEngine] = []
 
-        def factory(config: Config, on_change) -> FakeEngine:
-            engine = FakeEngine(config, on_change)
+        def factory(config: Config) -> FakeEngine:
+            engine = FakeEngine(config)
             self.engines.append(engine)
             return engine
 
@@ -130,9 +142,12 @@ async def test_ready_after_first_round_then_stopping(tmp_path: Path, notify) -> 
     write(cfg)
     async with Harness(cfg, notifier) as h:
         assert messages(sock) == [{"READY": "1", "STATUS": "2/2 reals up in 1 virtual service"}]
-        change = StateChange("127.0.0.1:80", "127.0.0.3:80", "negotiate http", False, "HTTP 500")
+        virtual = h.daemon.config.virtuals[0]
+        real = virtual.reals[1]
+        change = events.RealChanged(virtual, real, real.check, State.UP, State.DOWN,
+                                    Outcome(False, "HTTP 500", 0.001), 0.0)
         for _ in range(50):  # a burst of changes: one STATUS
-            h.engines[0].on_change(change)
+            h.engines[0].events.emit(change)
         await asyncio.sleep(0.3)
         assert messages(sock) == [{"STATUS": "2/2 reals up in 1 virtual service"}]
     assert h.engines[0].stopped
@@ -229,9 +244,9 @@ def test_file_watch(tmp_path: Path) -> None:
 
 
 def test_summary_wording() -> None:
-    snap = {"virtuals": [{"reals": [{"state": "up"}, {"state": "down"}]}, {"reals": [{"state": "up"}]}]}
+    snap = snapshot_of([[State.UP, State.DOWN], [State.UP]])
     assert summary(snap) == "2/3 reals up in 2 virtual services"
-    assert summary({"virtuals": []}) == "0/0 reals up in 0 virtual services"
+    assert summary(snapshot_of([])) == "0/0 reals up in 0 virtual services"
 
 
 async def test_an_engine_failure_during_reload_keeps_the_daemon_running(tmp_path: Path, notify) -> None:
@@ -272,3 +287,31 @@ async def test_a_reload_before_the_first_round_does_not_claim_readiness(tmp_path
     assert messages(sock)[-1]["READY"] == "1"
     harness.daemon.request_stop()
     assert await task == 0
+
+
+class RecordingFeature:
+    """A daemon feature as wiring.features() returns them: an observer of the engine's events."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.seen: list[events.Event] = []
+
+    async def start(self, engine: FakeEngine) -> None:  # type: ignore[override]
+        self.calls.append("start" if not engine.first_round.is_set() else "start after the first round")
+        engine.events.subscribe(self.seen.append, events.ReloadDone)
+
+    async def stop(self) -> None:
+        self.calls.append("stop")
+
+
+async def test_features_observe_the_engine_from_start_to_stop(tmp_path: Path, notify) -> None:
+    _sock, notifier = notify
+    cfg = tmp_path / "web.cf"
+    write(cfg)
+    feature = RecordingFeature()
+    async with Harness(cfg, notifier, features=[feature]) as h:
+        assert await h.daemon.reload() is True
+        cfg.write_text(BROKEN)
+        assert await h.daemon.reload() is False
+    assert feature.calls == ["start", "stop"]
+    assert [(e.ok, len(e.issues)) for e in feature.seen] == [(True, 0), (False, 2)]  # type: ignore[union-attr]

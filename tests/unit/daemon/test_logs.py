@@ -11,6 +11,7 @@ import pytest
 from healthd.checks.spec import CheckSpec, CheckType
 from healthd.config.model import Config, Real, Virtual
 from healthd.daemon import logs
+from healthd.vocab import Forward, ServiceProtocol
 
 
 @pytest.fixture(autouse=True)
@@ -92,10 +93,11 @@ def test_state_change_carries_journald_fields() -> None:
 
 
 def _config_with_secret(secret: str) -> Config:
-    spec = CheckSpec(type=CheckType.NEGOTIATE, service="mysql", protocol="tcp", family=4,
+    spec = CheckSpec(type=CheckType.NEGOTIATE, service="mysql", protocol=ServiceProtocol.TCP, family=4,
                      address="10.0.0.2", port=3306, login="monitor", passwd=secret)
-    real = Real(address="10.0.0.2", port=3306, forward="gate", weight=1, check=spec)
-    virtual = Virtual(family=4, protocol="tcp", address="10.0.0.1", port=3306, fwmark=None, reals=(real,))
+    real = Real(address="10.0.0.2", port=3306, forward=Forward.GATE, weight=1, check=spec)
+    virtual = Virtual(family=4, protocol=ServiceProtocol.TCP,
+                      address="10.0.0.1", port=3306, fwmark=None, reals=(real,))
     return Config(path="/etc/ha.d/x.cf", virtuals=(virtual,))
 
 

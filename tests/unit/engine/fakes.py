@@ -10,11 +10,13 @@ from typing import Any
 from healthd.checks.spec import CheckSpec, CheckType, Outcome
 from healthd.config.model import Config, Fallback, GlobalSettings, Real, Virtual
 from healthd.ipvs.model import Entry, ServiceKey, Table
+from healthd.vocab import Forward, ServiceProtocol
 
 
 def spec(address: str = "10.0.0.2", port: int = 80, **kw: Any) -> CheckSpec:
     base = CheckSpec(
-        type=CheckType.NEGOTIATE, service="http", protocol="tcp", family=4, address=address, port=port,
+        type=CheckType.NEGOTIATE, service="http", protocol=ServiceProtocol.TCP,
+        family=4, address=address, port=port,
         checkinterval=1.0, checktimeout=1.0, negotiatetimeout=1.0,
     )
     return replace(base, **kw)
@@ -22,18 +24,19 @@ def spec(address: str = "10.0.0.2", port: int = 80, **kw: Any) -> CheckSpec:
 
 def real(address: str = "10.0.0.2", port: int = 80, forward: str = "masq", weight: int = 1,
          check: CheckSpec | None = None, **kw: Any) -> Real:
-    return Real(address, port, forward, weight, check or spec(address, port), **kw)
+    return Real(address, port, Forward(forward), weight, check or spec(address, port), **kw)
 
 
 def virtual(address: str = "10.0.0.1", port: int = 80, reals: tuple[Real, ...] = (), **kw: Any) -> Virtual:
-    protocol = kw.pop("protocol", "tcp")
+    protocol = ServiceProtocol(kw.pop("protocol", "tcp"))
     family = kw.pop("family", 6 if ":" in address else 4)
     return Virtual(family=family, protocol=protocol, address=address, port=port, fwmark=None,
                    reals=reals, **kw)
 
 
 def fwm_virtual(mark: int, reals: tuple[Real, ...] = (), **kw: Any) -> Virtual:
-    return Virtual(family=kw.pop("family", 4), protocol="fwm", address=None, port=0, fwmark=mark,
+    return Virtual(family=kw.pop("family", 4), protocol=ServiceProtocol.FWM,
+                   address=None, port=0, fwmark=mark,
                    reals=reals, **kw)
 
 
@@ -41,7 +44,7 @@ def config(*virtuals: Virtual, **settings: Any) -> Config:
     return Config(path="test.cf", settings=GlobalSettings(**settings), virtuals=tuple(virtuals))
 
 
-FALLBACK = Fallback("127.0.0.1", 80, "masq", 1)
+FALLBACK = Fallback("127.0.0.1", 80, Forward.MASQ, 1)
 
 
 class ScriptedRunner:
@@ -52,6 +55,12 @@ class ScriptedRunner:
         self.ok: dict[str, bool] = {}
         self.delay: dict[str, float] = {}
         self.runs: list[tuple[float, CheckSpec]] = []
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
 
     async def run(self, spec: CheckSpec) -> Outcome:
         loop = asyncio.get_running_loop()
@@ -83,6 +92,12 @@ class RecordingReconciler:
         self.backend = FakeBackend(table)
         self.calls: list[tuple[float, Table, frozenset[ServiceKey]]] = []
         self.fail = fail
+
+    async def dump(self) -> Table:
+        return await self.backend.dump()
+
+    async def resync(self) -> None:
+        pass
 
     async def sync(self, desired: Table, managed: Any) -> None:
         self.calls.append((asyncio.get_running_loop().time(), desired, frozenset(managed)))

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from healthd.engine.commands import OUTPUT_LIMIT, CommandQueue, fallback_argv, run_command
+from healthd.engine.commands import CommandQueue, fallback_argv
+from healthd.process import OUTPUT_LIMIT, run_process
+from healthd.vocab import ServiceProtocol
 
 from .fakes import fwm_virtual, virtual
 
@@ -22,7 +24,7 @@ def script(tmp_path: Path, body: str, name: str = "cmd") -> str:
 
 @pytest.mark.parametrize(("v", "action", "tail"), [
     (virtual("10.0.0.1", 80), "start", ["start", "10.0.0.1:80", "tcp"]),
-    (virtual("10.0.0.1", 53, protocol="udp"), "stop", ["stop", "10.0.0.1:53", "udp"]),
+    (virtual("10.0.0.1", 53, protocol=ServiceProtocol.UDP), "stop", ["stop", "10.0.0.1:53", "udp"]),
     (virtual("2001:db8::1", 443), "start", ["start", "[2001:db8::1]:443", "tcp"]),
     (fwm_virtual(99), "stop", ["stop", "99", "fwm"]),
 ])
@@ -39,7 +41,7 @@ async def test_runs_without_a_shell(tmp_path: Path) -> None:
     out = tmp_path / "args"
     cmd = script(tmp_path, f'printf "%s\\n" "$@" > {out}; echo done\n')
     # `;` and `$HOME` reach the program as plain words: nothing interprets them
-    result = await run_command([cmd, "a;b", "$HOME"], 5)
+    result = await run_process([cmd, "a;b", "$HOME"], 5)
     assert result.returncode == 0 and result.error is None and result.output == "done\n"
     assert out.read_text().splitlines() == ["a;b", "$HOME"]
 
@@ -48,7 +50,7 @@ async def test_timeout_terminates_the_whole_process_group(tmp_path: Path) -> Non
     pidfile = tmp_path / "pid"
     cmd = script(tmp_path, f"sleep 30 & echo $! > {pidfile}; wait\n")
     t0 = asyncio.get_running_loop().time()
-    result = await run_command([cmd], 0.5, kill_grace=0.5)
+    result = await run_process([cmd], 0.5, kill_grace=0.5)
     assert asyncio.get_running_loop().time() - t0 < 3
     assert result.returncode is None and "terminated" in (result.error or "")
     child = int(pidfile.read_text())
@@ -67,12 +69,12 @@ def alive(pid: int) -> bool:
 
 async def test_output_is_bounded(tmp_path: Path) -> None:
     cmd = script(tmp_path, "head -c 1000000 /dev/zero | tr '\\0' x\n")
-    result = await run_command([cmd], 5)
+    result = await run_process([cmd], 5)
     assert result.returncode == 0 and len(result.output) == OUTPUT_LIMIT
 
 
 async def test_missing_program_is_reported_not_raised(tmp_path: Path) -> None:
-    result = await run_command([str(tmp_path / "nope")], 5)
+    result = await run_process([str(tmp_path / "nope")], 5)
     assert result.returncode is None and "cannot run" in (result.error or "")
 
 

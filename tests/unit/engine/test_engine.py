@@ -10,12 +10,12 @@ from healthd.checks.spec import CheckType
 from healthd.engine import events
 from healthd.engine.engine import Engine
 from healthd.engine.health import State
-from healthd.ipvs.model import Dest, DestKey, Entry, Family, Forward, Protocol, Service, ServiceKey
+from healthd.ipvs.model import Dest, DestKey, Entry, Family, Forward, Service, ServiceKey, ServiceProtocol
 
 from .fakes import FALLBACK, RecordingReconciler, ScriptedRunner, config, real, spec, virtual
 
-KEY = ServiceKey(Family.INET, Protocol.TCP, "10.0.0.1", 80)
-KEY2 = ServiceKey(Family.INET, Protocol.TCP, "10.0.0.9", 80)
+KEY = ServiceKey(Family.INET, ServiceProtocol.TCP, "10.0.0.1", 80)
+KEY2 = ServiceKey(Family.INET, ServiceProtocol.TCP, "10.0.0.9", 80)
 IV = 0.1  # check interval of these tests
 
 

@@ -10,12 +10,12 @@ from healthd.checks.spec import CheckType
 from healthd.config.model import Fallback
 from healthd.engine.health import State
 from healthd.engine.policy import desired_table, health_from, prefix_length, service_key, service_of
-from healthd.ipvs.model import Dest, DestKey, Entry, Family, Forward, Protocol, Service, ServiceKey
+from healthd.ipvs.model import Dest, DestKey, Entry, Family, Forward, Service, ServiceKey, ServiceProtocol
 
 from .fakes import FALLBACK, config, fwm_virtual, real, spec, virtual
 
 R1, R2 = real("10.0.0.2", weight=5), real("10.0.0.3", weight=3)
-KEY = ServiceKey(Family.INET, Protocol.TCP, "10.0.0.1", 80)
+KEY = ServiceKey(Family.INET, ServiceProtocol.TCP, "10.0.0.1", 80)
 U, D, N = State.UP, State.DOWN, State.UNKNOWN
 
 
@@ -100,9 +100,9 @@ def test_checktype_on_is_up_and_off_never_added() -> None:
 
 def test_service_settings_mapped() -> None:
     v = virtual(scheduler="sh", persistent=300, netmask="255.255.255.0", schedflags=("sh-port", "flag-3"),
-                protocol="udp", port=53, ops=True)
+                protocol=ServiceProtocol.UDP, port=53, ops=True)
     svc = service_of(v)
-    assert svc == Service(ServiceKey(Family.INET, Protocol.UDP, "10.0.0.1", 53), "sh", 300, 24, True,
+    assert svc == Service(ServiceKey(Family.INET, ServiceProtocol.UDP, "10.0.0.1", 53), "sh", 300, 24, True,
                           frozenset({2, 3}))
     assert service_of(virtual(netmask="255.255.255.0")).netmask is None  # only with persistence
     v6 = virtual("2001:db8::1", persistent=60, netmask="64")
@@ -110,18 +110,18 @@ def test_service_settings_mapped() -> None:
 
 
 def test_fwmark_virtual_key_and_ports() -> None:
-    r = real("10.0.0.2", 0, forward="gate", check=spec("10.0.0.2", 80))
+    r = real("10.0.0.2", 0, forward=Forward.GATE, check=spec("10.0.0.2", 80))
     v = fwm_virtual(7, reals=(r,))
     key = service_key(v)
-    assert key == ServiceKey(Family.INET, Protocol.FWM, fwmark=7)
+    assert key == ServiceKey(Family.INET, ServiceProtocol.FWM, fwmark=7)
     out = desired_table(config(v), health_from({r.check: U}))
     assert list(out.table[key].dests) == [DestKey("10.0.0.2", 0)]
 
 
 def test_gate_and_ipip_reals_take_the_virtual_port_like_ipvsadm() -> None:
-    g = real("10.0.0.2", 8080, forward="gate")
-    m = real("10.0.0.3", 8080, forward="masq")
-    t = real("10.0.0.4", 8080, forward="ipip", weight=2, upper=100, lower=10)
+    g = real("10.0.0.2", 8080, forward=Forward.GATE)
+    m = real("10.0.0.3", 8080, forward=Forward.MASQ)
+    t = real("10.0.0.4", 8080, forward=Forward.IPIP, weight=2, upper=100, lower=10)
     out = desired_table(config(virtual(reals=(g, m, t))), health_from({g.check: U, m.check: U, t.check: U}))
     dests = out.table[KEY].dests
     assert set(dests) == {DestKey("10.0.0.2", 80), DestKey("10.0.0.3", 8080), DestKey("10.0.0.4", 80)}

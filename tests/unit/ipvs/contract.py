@@ -24,18 +24,18 @@ from healthd.ipvs.model import (
     Entry,
     Family,
     Forward,
-    Protocol,
     Service,
     ServiceKey,
+    ServiceProtocol,
 )
 from healthd.ipvs.reconcile import Reconciler
 
-TCP = ServiceKey(Family.INET, Protocol.TCP, "10.0.0.1", 80)
-UDP6 = ServiceKey(Family.INET6, Protocol.UDP, "2001:db8::1", 53)
-FWM = ServiceKey(Family.INET, Protocol.FWM, fwmark=99)
-FWM6 = ServiceKey(Family.INET6, Protocol.FWM, fwmark=7)
-SCTP = ServiceKey(Family.INET, Protocol.SCTP, "10.0.0.3", 3868)
-OTHER = ServiceKey(Family.INET, Protocol.TCP, "10.0.0.200", 443)
+TCP = ServiceKey(Family.INET, ServiceProtocol.TCP, "10.0.0.1", 80)
+UDP6 = ServiceKey(Family.INET6, ServiceProtocol.UDP, "2001:db8::1", 53)
+FWM = ServiceKey(Family.INET, ServiceProtocol.FWM, fwmark=99)
+FWM6 = ServiceKey(Family.INET6, ServiceProtocol.FWM, fwmark=7)
+SCTP = ServiceKey(Family.INET, ServiceProtocol.SCTP, "10.0.0.3", 3868)
+OTHER = ServiceKey(Family.INET, ServiceProtocol.TCP, "10.0.0.200", 443)
 
 SERVICES = [
     Service(TCP, "wrr"),

@@ -11,9 +11,9 @@ from healthd.ipvs.model import (
     EditService,
     Family,
     Forward,
-    Protocol,
     Service,
     ServiceKey,
+    ServiceProtocol,
 )
 from healthd.ipvs.reconcile import diff
 from tests.unit.ipvs.contract import FWM, OTHER, TCP, entry
@@ -74,7 +74,7 @@ def test_readd_flag_is_not_a_difference() -> None:
 
 
 def test_ipv6_and_fwmark_keys_are_distinct() -> None:
-    fwm6 = ServiceKey(Family.INET6, Protocol.FWM, fwmark=99)
+    fwm6 = ServiceKey(Family.INET6, ServiceProtocol.FWM, fwmark=99)
     desired = {fwm6: entry(Service(fwm6, "rr"))}
     actual = {FWM: entry(Service(FWM, "rr"))}
     assert diff(desired, actual, {FWM, fwm6}) == [AddService(Service(fwm6, "rr")), DeleteService(FWM)]

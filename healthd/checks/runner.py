@@ -45,34 +45,16 @@ import importlib
 import logging
 from collections.abc import Awaitable, Callable
 
+from healthd.checks import failures
 from healthd.checks.context import CheckContext
 from healthd.checks.deadlines import Deadlines
+from healthd.checks.services import SERVICE_MODULES, SUPPORTED_SERVICES
 from healthd.checks.spec import CheckSpec, CheckType, Outcome
 
 log = logging.getLogger(__name__)
 
 CheckFn = Callable[[CheckSpec, CheckContext], Awaitable[Outcome]]
 
-# service -> module under healthd.checks that implements its negotiate check.
-SERVICE_MODULES: dict[str, str] = {
-    "http": "http", "https": "http", "http_proxy": "http",
-    "simpletcp": "simpletcp",
-    "dns": "dns",
-    "smtp": "mail", "submission": "mail", "pop": "mail", "pops": "mail",
-    "imap": "mail", "imaps": "mail", "nntp": "mail",
-    "ftp": "ftp",
-    "ldap": "ldap", "ldaps": "ldap",
-    "mysql": "sql", "pgsql": "sql", "oracle": "sql",
-    "sip": "sip",
-    "radius": "radius",
-}
-
-# Services whose negotiate check exists ("none" needs no module: always up).
-# The config layer rejects any other service with "not supported yet" rather
-# than letting it pass silently. Grows as modules land.
-SUPPORTED_SERVICES: frozenset[str] = frozenset({"none", "http", "https", "http_proxy", "simpletcp",
-    "dns", "smtp", "submission", "pop", "pops", "imap", "imaps", "nntp", "ftp",
-    "ldap", "ldaps", "mysql", "pgsql", "sip", "radius"})  # not oracle: never run against a real server
 
 # check type -> module, for the types that do not depend on the service
 _TYPE_MODULES: dict[CheckType, str] = {
@@ -157,15 +139,14 @@ class CheckRunner:
             outcome = await fn(spec, self.ctx)
         except asyncio.CancelledError:
             if entry.expired and task.uncancel() <= cancelling:
-                return Outcome(False, f"timed out after {deadline:g} s", loop.time() - started)
+                return Outcome(False, failures.timed_out(deadline), loop.time() - started)
             raise
         except Exception as exc:  # a module's bug must not take the engine down
             log.exception("check of %s (%s/%s) crashed", spec.target, spec.type, spec.service)
-            return Outcome(False, f"check failed unexpectedly: {type(exc).__name__}: {exc}",
-                           loop.time() - started)
+            return Outcome(False, failures.crashed(exc), loop.time() - started)
         finally:
             entry.done = True
         if entry.expired:  # the module swallowed the cancellation: the deadline still stands
             task.uncancel()
-            return Outcome(False, f"timed out after {deadline:g} s", loop.time() - started)
+            return Outcome(False, failures.timed_out(deadline), loop.time() - started)
         return outcome

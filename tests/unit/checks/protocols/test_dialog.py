@@ -10,8 +10,9 @@ import pytest
 
 from healthd.checks.dialog import CheckFailed, bounded, read_coded_reply
 from healthd.checks.spec import CheckSpec, CheckType
+from healthd.vocab import ServiceProtocol
 
-SPEC = CheckSpec(type=CheckType.NEGOTIATE, service="smtp", protocol="tcp", family=4,
+SPEC = CheckSpec(type=CheckType.NEGOTIATE, service="smtp", protocol=ServiceProtocol.TCP, family=4,
                  address="127.0.0.1", port=25, negotiatetimeout=0.3)
 
 
@@ -31,7 +32,7 @@ def _raising(exc: BaseException):
         (asyncio.IncompleteReadError(b"", 10), "connection closed by the server"),
         (asyncio.LimitOverrunError("long", 0), "reply line too long"),
         (ssl.SSLError(1, "WRONG_VERSION_NUMBER"), "TLS failed"),
-        (OSError(113, "No route to host"), "network error: No route to host"),
+        (OSError(113, "No route to host"), "connection failed: no route to host"),
         (UnicodeDecodeError("utf-8", b"\xff", 0, 1, "bad"), "unreadable reply"),
     ],
 )

@@ -7,6 +7,7 @@ import pytest
 from healthd.checks import ftp
 from healthd.checks.dialog import CheckFailed
 from healthd.checks.spec import CheckSpec, CheckType
+from healthd.vocab import ServiceProtocol
 
 
 @pytest.mark.parametrize(
@@ -41,7 +42,7 @@ def test_epsv_port_rejects(text: str) -> None:
 
 
 def _spec(login: str, passwd: str) -> CheckSpec:
-    return CheckSpec(type=CheckType.NEGOTIATE, service="ftp", protocol="tcp", family=4,
+    return CheckSpec(type=CheckType.NEGOTIATE, service="ftp", protocol=ServiceProtocol.TCP, family=4,
                      address="127.0.0.1", port=21, login=login, passwd=passwd)
 
 

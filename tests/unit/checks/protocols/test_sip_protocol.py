@@ -7,10 +7,11 @@ import pytest
 from healthd.checks import sip
 from healthd.checks.dialog import CheckFailed
 from healthd.checks.spec import CheckSpec, CheckType
+from healthd.vocab import ServiceProtocol
 
 
 def _spec(login: str = "", family: int = 4, address: str = "192.0.2.5") -> CheckSpec:
-    return CheckSpec(type=CheckType.NEGOTIATE, service="sip", protocol="udp", family=family,
+    return CheckSpec(type=CheckType.NEGOTIATE, service="sip", protocol=ServiceProtocol.UDP, family=family,
                      address=address, port=5060, login=login)
 
 

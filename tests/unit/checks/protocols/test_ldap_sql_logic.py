@@ -7,10 +7,11 @@ import pytest
 from healthd.checks import ldap, sql
 from healthd.checks.dialog import CheckFailed
 from healthd.checks.spec import CheckSpec, CheckType
+from healthd.vocab import ServiceProtocol
 
 
 def _spec(service: str, **kw: object) -> CheckSpec:
-    return CheckSpec(type=CheckType.NEGOTIATE, service=service, protocol="tcp", family=4,
+    return CheckSpec(type=CheckType.NEGOTIATE, service=service, protocol=ServiceProtocol.TCP, family=4,
                      address="127.0.0.1", port=1, **kw)  # type: ignore[arg-type]
 
 

@@ -9,10 +9,12 @@ from dataclasses import replace
 import pytest
 
 from healthd.checks.context import CheckContext
-from healthd.checks.registry import SERVICE_MODULES, SUPPORTED_SERVICES, CheckRunner
+from healthd.checks.runner import CheckRunner
+from healthd.checks.services import SERVICE_MODULES, SUPPORTED_SERVICES
 from healthd.checks.spec import KNOWN_SERVICES, CheckSpec, CheckType, Outcome
+from healthd.vocab import ServiceProtocol
 
-HTTP = CheckSpec(type=CheckType.NEGOTIATE, service="http", protocol="tcp", family=4,
+HTTP = CheckSpec(type=CheckType.NEGOTIATE, service="http", protocol=ServiceProtocol.TCP, family=4,
                  address="127.0.0.1", port=9, scheme="http", negotiatetimeout=0.3, checktimeout=0.2)
 
 
