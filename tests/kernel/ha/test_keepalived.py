@@ -186,6 +186,8 @@ def run(lab: Lab, workdir: Path, report: Callable[..., None]) -> None:
         for hd in healthds.values():
             hd.stop()
     assert answers_after, f"the long-lived connection stopped: {long.error}"
+    # new connections go through B within the VRRP timeout (plus the same margin as the VIP's move)
+    assert first_new <= MASTER_DOWN + MARGIN, f"after the cut: {timeline}"
     assert after and all(ok for _, ok, _ in after), f"after the cut: {timeline}\nB's connections:\n{conns_b}"
     assert "master sync daemon" in daemon_b, daemon_b
     report(
