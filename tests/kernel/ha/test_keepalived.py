@@ -165,8 +165,9 @@ def run(lab: Lab, workdir: Path, report: Callable[..., None]) -> None:
         # the standby has the long-lived connection from the sync daemon
         assert wait_for(lambda: _synced(dirb), 20), dirb.run("ipvsadm", "-Lnc")
 
-        cut = time.monotonic()
         dira.ip("link set eth0 down")  # A is gone: no adverts, no forwarding
+        # from here on: a request started before the command returned may still have gone through A
+        cut = time.monotonic()
         assert wait_for(lambda: has_vip(dirb), MASTER_DOWN + MARGIN, 0.05), "B never took the VIP"
         moved = time.monotonic() - cut
         first_new = _first_ok_after(prober, cut, 30)
