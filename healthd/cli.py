@@ -262,6 +262,9 @@ def cmd_status(args: Args) -> int:
             print(f"(no live state: {problem})")
     elif state is pidfile.Status.STALE:
         print(f"healthd for {path} is stopped, but its pidfile remains (stale pid {pid})")
+        # ldirectord's own words, which the ocf:heartbeat:ldirectord agent looks for: with them a
+        # crashed healthd is "not running" (restartable), without them a cluster error.
+        print(f"ldirectord stale pid file {pidfile.pidfile_path(path)} for {path}", file=sys.stderr)
     else:
         print(f"healthd for {path} is stopped")
     return int(state)

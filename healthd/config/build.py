@@ -99,6 +99,7 @@ class _Builder:
             drain=self.global_value("drain", 0.0),
             depoolthreshold=self.global_value("depoolthreshold", 0.0),
             agentport=self.global_value("agentport", 0),
+            announce=self.global_value("announce", False),
         )
 
     def fallback(self, setting: Setting | None, family: int, protocol: ServiceProtocol,
@@ -207,6 +208,10 @@ class _Builder:
                     continue
                 seen[key] = setting.line
                 reals.append(real)
+        if fwmark is not None and get("announce", False):
+            self.error(settings["announce"].line, "announce=yes needs a virtual service with an address: a "
+                                                  "firewall mark has none to announce: "
+                                                  f"{quote(settings['announce'].text)}")
         if not ok:
             return None
 
@@ -235,6 +240,7 @@ class _Builder:
             drain=get("drain", self.global_value("drain", 0.0)),
             depoolthreshold=get("depoolthreshold", self.global_value("depoolthreshold", 0.0)),
             line=section.line,
+            announce=fwmark is None and get("announce", self.global_value("announce", False)),
         )
 
     def protocol(self, written: VirtualAddress, settings: dict[str, Setting]) -> ServiceProtocol:

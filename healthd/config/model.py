@@ -78,6 +78,7 @@ class Virtual:
     slowstart: float = 0.0
     drain: float = 0.0
     depoolthreshold: float = 0.0
+    announce: bool = False  # healthd extension: announce the address while the service can serve
     line: int = 0
 
     @property
@@ -129,6 +130,7 @@ class GlobalSettings:
     drain: float = 0.0
     depoolthreshold: float = 0.0
     agentport: int = 0
+    announce: bool = False  # healthd extension, the default of each virtual's announce=
 
 
 @dataclass(frozen=True, slots=True)

@@ -181,6 +181,8 @@ DIRECTIVES: dict[str, tuple[str, Parse]] = {
     "drain": (BOTH, _plain(v.seconds)),
     "depoolthreshold": (BOTH, _plain(v.fraction)),
     "agentport": (BOTH, _plain(v.port_number)),
+    # healthd extensions (ldirectord rejects them; off by default)
+    "announce": (BOTH, _plain(v.yes_no)),  # route health injection: healthd/announce/
     # per virtual only
     "real": (VIRTUAL, lambda value, v6: v.real_line(value, v6=False)),
     "real6": (VIRTUAL, lambda value, v6: v.real_line(value, v6=True)),

@@ -47,9 +47,12 @@ def features(config: Config, ipvs: str | None = None) -> list[Feature]:
     """The daemon features to run beside the engine, each an observer of its events.
 
     Outputs: alert mails, monitorfile lines and the `execute=` children (started with the
-    same IPVS table kind as this daemon); NotifyHooks: `notifycommand=` on state changes.
+    same IPVS table kind as this daemon); NotifyHooks: `notifycommand=` on state changes;
+    AnnounceFeature: `announce=` routes (it does nothing, no device, until a virtual has
+    announce=yes, even after a reload).
     """
+    from healthd.announce.feature import AnnounceFeature
     from healthd.daemon.notify import NotifyHooks
     from healthd.daemon.outputs import Outputs
 
-    return [Outputs(config, ipvs=ipvs), NotifyHooks()]
+    return [Outputs(config, ipvs=ipvs), NotifyHooks(), AnnounceFeature()]

@@ -65,6 +65,9 @@ def test_status_of_a_stopped_instance_exits_3(monkeypatch, tmp_path, capsys) -> 
     assert "is stopped" in capsys.readouterr().out
     (tmp_path / "healthd.web.cf.pid").write_text("999999999\n")
     assert cli.main(["/nonexistent/web.cf", "status"]) == 1
+    # the words ocf:heartbeat:ldirectord greps for to call a stale pidfile "not running"
+    assert f"ldirectord stale pid file {tmp_path}/healthd.web.cf.pid for /nonexistent/web.cf" in \
+        capsys.readouterr().err
     assert cli.main(["status", "--json", "/nonexistent/web.cf"]) == 1
     assert "stale pidfile" in capsys.readouterr().err
 
