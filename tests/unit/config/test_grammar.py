@@ -329,3 +329,41 @@ def test_warnings_do_not_make_a_config_invalid() -> None:
                      "test.cf:4: '::'", "test.cf:6: scheduler is set again", "test.cf:7: load",
                      "test.cf:8: gate cannot map ports"):
         assert fragment in text
+
+
+# --- ldirectord's reading of loose lines: the same value, and a warning naming the line ------------
+
+LOOSE = [
+    ("virtual=10.0.0.1:80 web\n\treal=10.0.0.2:80 gate\n", lambda c: c.virtuals[0].port == 80, "1: virtual:"),
+    ("virtual=10.0.0.1\n\treal=10.0.0.2 gate\n\tservice=none\n", lambda c: c.virtuals[0].fwmark == 10,
+     "1: virtual: the virtual service has no port"),
+    ("virtual=10.0.0.1:80\n\treal=10.0.0.2:80 gate\n\tscheduler=rr    \\\\ Kommentar\n",
+     lambda c: c.virtuals[0].scheduler == "rr", "3: scheduler: the text '\\\\ Kommentar'"),
+    ("virtual=10.0.0.1:80\n\treal=10.0.0.2:80 gate\n\tservice=http web\n",
+     lambda c: c.virtuals[0].service == "http", "3: service:"),
+    ("virtual=10.0.0.1:80\n\treal=10.0.0.2:80 gate\n\treceive=\"ok\" # or fine\n",
+     lambda c: c.virtuals[0].reals[0].check.receive == "ok", ""),
+    ("virtual=10.0.0.1:80\n\treal=10.0.0.2:80 gate\n\trequest=\"a.html\" please\n",
+     lambda c: c.virtuals[0].reals[0].check.request == "/a.html", "3: request:"),
+    ("virtual=10.0.0.1:80\n\treal=10.0.0.2:80 gate\n\tops=yes\n", lambda c: c.virtuals[0].ops is False,
+     "3: ops=yes (one-packet scheduling) applies to UDP only"),
+    ("fallbackcommand=\"\"\nvirtual=10.0.0.1:80\n\treal=10.0.0.2:80 gate\n",
+     lambda c: c.settings.fallbackcommand is None and c.virtuals[0].fallbackcommand is None,
+     "1: fallbackcommand:"),
+    ("checktimeout=5s\nvirtual=10.0.0.1:80\n\treal=10.0.0.2:80 gate\n",
+     lambda c: c.virtuals[0].reals[0].check.checktimeout == 5.0, "1: checktimeout:"),
+    ("virtual=10.0.0.1:80\n\treal=10.0.0.2:80 gate junk 3\n", lambda c: c.virtuals[0].reals[0].weight == 3,
+     "2: real: the text 'junk' is ignored"),
+    ("virtual=10.0.0.1:80\n\treal=10.0.0.2:80 gate\n\treal=10.0.0.2:80 gate 5\n",
+     lambda c: [r.weight for r in c.virtuals[0].reals] == [1], "3: duplicate real server"),
+    ("virtual=10.0.0.1:80\n\treal=10.0.0.2:80 gate\n\tscheduler=fastest\n",
+     lambda c: c.virtuals[0].scheduler == "fastest", "3: scheduler: Linux has no scheduler 'fastest'"),
+]
+
+
+@pytest.mark.parametrize(("text", "holds", "warning"), LOOSE)
+def test_loose_lines_are_read_as_ldirectord_reads_them(text: str, holds: Any, warning: str) -> None:
+    c = cfg(text)
+    assert holds(c)
+    if warning:
+        assert any(str(w).startswith(f"test.cf:{warning}") for w in c.warnings), [str(w) for w in c.warnings]
