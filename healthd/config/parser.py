@@ -146,7 +146,7 @@ DIRECTIVES: dict[str, tuple[str, Parse]] = {
     "failurecount": (BOTH, _plain(v.positive_int)),
     "fallback": (BOTH, lambda value, _v6: v.fallback_line(value, v6=False)),
     "fallback6": (BOTH, lambda value, _v6: v.fallback_line(value, v6=True)),
-    "fallbackcommand": (BOTH, _plain(v.text)),
+    "fallbackcommand": (BOTH, _plain(v.quoted_text)),
     "quiescent": (BOTH, _plain(v.yes_no)),
     "cleanstop": (BOTH, _plain(v.yes_no)),
     "emailalert": (BOTH, _plain(v.text)),
@@ -159,12 +159,12 @@ DIRECTIVES: dict[str, tuple[str, Parse]] = {
     "request": (VIRTUAL, _plain(v.quoted_text)),
     "receive": (VIRTUAL, _plain(_receive)),
     "checktype": (VIRTUAL, _plain(_checktype)),
-    "checkcommand": (VIRTUAL, _plain(v.text)),
+    "checkcommand": (VIRTUAL, _plain(v.quoted_text)),
     "checkport": (VIRTUAL, _plain(v.port_number)),
-    "login": (VIRTUAL, _plain(v.text)),
-    "passwd": (VIRTUAL, _plain(v.text)),
-    "database": (VIRTUAL, _plain(v.text)),
-    "secret": (VIRTUAL, _plain(v.text)),
+    "login": (VIRTUAL, _plain(v.quoted_text)),
+    "passwd": (VIRTUAL, _plain(v.quoted_text)),
+    "database": (VIRTUAL, _plain(v.quoted_text)),
+    "secret": (VIRTUAL, _plain(v.quoted_text)),
     "scheduler": (VIRTUAL, _plain(v.scheduler)),
     "persistent": (VIRTUAL, _plain(v.count)),
     "netmask": (VIRTUAL, _netmask),
@@ -174,11 +174,14 @@ DIRECTIVES: dict[str, tuple[str, Parse]] = {
     "service": (VIRTUAL, _plain(_service)),
     "httpmethod": (VIRTUAL, _plain(_httpmethod)),
     "virtualhost": (VIRTUAL, _plain(v.host_name)),
-    "monitorfile": (VIRTUAL, _plain(v.text)),
+    "monitorfile": (VIRTUAL, _plain(v.quoted_text)),
     "servicename": (VIRTUAL, _plain(_free_text)),
     "comment": (VIRTUAL, _plain(_free_text)),
     "load": (VIRTUAL, _plain(v.text)),
 }
+
+# Values never shown in a message (check-config output and logs are read by more people than the file).
+SECRET = frozenset({"passwd", "secret"})
 
 # Global directives whose empty value (`callback=""`) ldirectord runs as not set.
 NONE_MEANS_UNSET = frozenset({"callback", "maintenancedir", "fallbackcommand"})
@@ -245,17 +248,19 @@ class _Parser:
         value = self.value_of(item, item.name)
         if value is None:
             return None
+        shown = quote(f"{item.name}=(hidden)") if item.name in SECRET else quote(item.text)
         try:
             result = parse(value, v6)
         except v.Invalid as exc:
-            self.error(item.line, f"invalid {item.name} {quote(item.text)}: {exc}")
+            self.error(item.line, f"invalid {item.name} {shown}: {exc}")
             return None
         trouble = v.quote_trouble(value)
         if isinstance(result, v.Noted):
-            self.warn(item.line, f"{item.name}: {result.note}: {quote(item.text)}")
+            note = result.note if item.name not in SECRET else "some text around the value is ignored"
+            self.warn(item.line, f"{item.name}: {note}: {shown}")
             result = result.value
         elif trouble is not None:
-            self.warn(item.line, f"{item.name}: {trouble}: {quote(item.text)}")
+            self.warn(item.line, f"{item.name}: {trouble}: {shown}")
         return result
 
     def unknown(self, item: Statement, where: str) -> bool:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from healthd.checks.spec import CheckType
-from healthd.config import Config
+from healthd.config import Config, ConfigError
 
 from .conftest import cfg, one_virtual
 
@@ -367,3 +367,14 @@ def test_loose_lines_are_read_as_ldirectord_reads_them(text: str, holds: Any, wa
     assert holds(c)
     if warning:
         assert any(str(w).startswith(f"test.cf:{warning}") for w in c.warnings), [str(w) for w in c.warnings]
+
+
+def test_messages_about_a_passwd_or_secret_line_never_show_it() -> None:
+    c = cfg("virtual=10.0.0.1:1812\n\treal=10.0.0.2:1812 gate\n"
+            "\tpasswd=\"hunter2\" x\n\tsecret=\u201cs3cr3t\u201d\n")
+    text = "\n".join(str(w) for w in c.warnings)
+    assert "test.cf:3: passwd" in text and "test.cf:4: secret" in text
+    assert "hunter2" not in text and "s3cr3t" not in text
+    with pytest.raises(ConfigError) as info:
+        cfg("virtual=10.0.0.1:1812\n\treal=10.0.0.2:1812 gate\n\tpasswd=\"hunter2\n")
+    assert "hunter2" not in str(info.value) and "test.cf:3: invalid passwd" in str(info.value)
