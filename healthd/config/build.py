@@ -170,10 +170,13 @@ class _Builder:
             assert va.host is not None and va.port is not None
             address = self.address(va.host, family, where, "virtual service")
             resolved_port = self.port(HostPort(va.host, va.port), protocol, where, "virtual service", 0)
-            if resolved_port == 0:
-                self.error(section.line, f"the virtual service's port must be between 1 and 65535: "
-                                         f"{quote(section.text)}")
-            ok = address is not None and bool(resolved_port)
+            # Port 0 is "every port", which IPVS allows for a persistent service only (ipvsadm refuses
+            # the other kind, so ldirectord's virtual never exists).
+            if resolved_port == 0 and "persistent" not in s:
+                self.error(section.line, "the virtual service's port must be between 1 and 65535 (port 0, "
+                                         f"every port, needs persistent=): {quote(section.text)}")
+            ok = address is not None and resolved_port is not None and (
+                resolved_port > 0 or "persistent" in s)
             port = resolved_port or 0
         ops = get("ops", False) and protocol == "udp"
         if get("ops", False) and not ops:

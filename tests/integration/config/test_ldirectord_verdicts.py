@@ -67,6 +67,8 @@ CASES = [
     Case("duplicate real", V + "\treal=127.0.0.2:80 gate\n", True, True, "only the first is used"),
     Case("address without port", "virtual=127.0.0.1\n\treal=127.0.0.2 gate\n", True, True,
          "firewall mark 127"),
+    Case("port 0 with persistence (every port)", "virtual=127.0.0.1:0\n\treal=127.0.0.2 gate\n\t"
+         "persistent=300\n\tchecktype=on\n", True, True),
     Case("comment after a number", "checkinterval=1 # seconds\n" + V, True, True),
     Case("weight 0 and a masq real without port",
          "virtual=127.0.0.1:80\n\treal=127.0.0.2 masq 0\n", True, True),
@@ -106,6 +108,7 @@ DELIBERATE = {
     "a range of more than 4096 addresses": "virtual=127.0.0.1:80\n\treal=10.0.0.1->10.0.16.1:80 gate\n\t"
                                            "checktype=off\n",
     "unknown scheduler flag": V + "\tschedflags=Flag!\n",
+    "port 0 without persistence": "virtual=127.0.0.1:0\n\treal=127.0.0.2:80 masq\n",
     "non-contiguous netmask": V + "\tpersistent=60\n\tnetmask=255.0.255.0\n",
     "fwmark real without a port, connect check": "virtual=7\n\treal=127.0.0.2 gate\n\tchecktype=connect\n",
     "check URL host that does not resolve": "virtual=127.0.0.1:80\n\treal=127.0.0.2:80 gate 1 "
