@@ -245,6 +245,8 @@ def format_status(live: dict[str, Any]) -> str:
         lines.append(f"  last reload failed: {err}")
     if live.get("last_sync_error"):
         lines.append(f"  IPVS table update failing: {live['last_sync_error']}")
+    for refused in live.get("refused", []):
+        lines.append(f"  IPVS {refused} (the rest of the table is applied; tried again with back-off)")
     for virtual in live.get("virtuals", []):
         extra = "  (fallback server active)" if virtual.get("fallback_active") else ""
         lines.append(f"  {virtual.get('service') or virtual.get('virtual', '?')}{extra}")
@@ -257,6 +259,8 @@ def format_status(live: dict[str, Any]) -> str:
             took = f" ({latency * 1000:.1f} ms)" if isinstance(latency, (int, float)) else ""
             last = real.get("last_detail") or "not checked yet"
             maint = ", maintenance" if real.get("maintenance") else ""
+            if real.get("refused"):
+                table = "refused"
             lines.append(
                 f"    {real.get('real', '?'):<22} {real.get('state', '?'):<7} {table:<12} since {when}, "
                 f"{real.get('consecutive_failures', 0)} failures{maint}; last check: {last}{took}"

@@ -71,12 +71,18 @@ Loader = Callable[[str], Config]
 
 
 def summary(snapshot: dict[str, Any]) -> str:
-    """The one-line STATUS for systemd: "5/6 reals up in 2 virtual services"."""
+    """The one-line STATUS for systemd: "5/6 reals up in 2 virtual services", and what the kernel refused."""
     virtuals = snapshot.get("virtuals", [])
     reals = [r for v in virtuals for r in v.get("reals", [])]
     up = sum(1 for r in reals if r.get("state") == "up")
     noun = "virtual service" if len(virtuals) == 1 else "virtual services"
-    return f"{up}/{len(reals)} reals up in {len(virtuals)} {noun}"
+    line = f"{up}/{len(reals)} reals up in {len(virtuals)} {noun}"
+    refused = snapshot.get("refused", ())
+    if refused:
+        # one refusal is named in full (the usual case: one bad line); more are counted
+        line += (f"; IPVS {refused[0]}" if len(refused) == 1
+                 else f"; {len(refused)} IPVS entries refused by the kernel (healthd status lists them)")
+    return line
 
 
 class FileWatch:

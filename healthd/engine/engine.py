@@ -30,6 +30,7 @@ from healthd.engine.policy import VirtualPlan, fallback_dest_key, plan_virtual, 
 from healthd.engine.scheduler import Scheduler
 from healthd.engine.snapshot import Snapshot, build_snapshot
 from healthd.ipvs.model import Entry, ServiceKey, Table
+from healthd.ipvs.refusals import Refusal, without_refused
 
 log = logging.getLogger("healthd.engine")
 
@@ -101,6 +102,7 @@ class Engine:
         self._applied_gen = 0
         self._applied_cond = asyncio.Condition()
         self._tasks: list[asyncio.Task[None]] = []
+        self._retry: asyncio.TimerHandle | None = None  # wakes the applier when a refused entry is due
         self._resolving: asyncio.Task[None] | None = None
         self._stopping = False
         self._started = False
@@ -167,6 +169,8 @@ class Engine:
         if self._stopping:
             return
         self._stopping = True
+        if self._retry is not None:
+            self._retry.cancel()
         await self.scheduler.stop()
         self._wake.set()
         for task in self._tasks:
@@ -301,12 +305,29 @@ class Engine:
             self._emit(events.SyncFailed(self.last_sync_error))
         else:
             self.last_sync_error = None
-            self.applied = desired
+            self.applied = without_refused(desired, self._refusals())
             self._retired.clear()
             self.syncs += 1
+            self._schedule_retry()
         async with self._applied_cond:
             self._applied_gen = max(self._applied_gen, self._gen if gen is None else gen)
             self._applied_cond.notify_all()
+
+    def _refusals(self) -> list[Refusal]:
+        """The entries the kernel refused and the reconciler holds back (none for a reconciler
+        that does not keep them)."""
+        book = getattr(self._reconciler, "refusals", None)
+        return book.entries() if book is not None else []
+
+    def _schedule_retry(self) -> None:
+        """Sync again when the first refused entry's back-off ends (the reconciler tries it then)."""
+        next_retry = getattr(self._reconciler, "next_retry", None)
+        delay = next_retry() if next_retry is not None else None
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        if delay is not None and not self._stopping:
+            self._retry = asyncio.get_running_loop().call_later(delay, self._mark_dirty)
 
     def _run_fallback_commands(self) -> None:
         """Bring each virtual's fallbackcommand in line with what the applied table says."""
@@ -468,6 +489,7 @@ class Engine:
             maintenance,
             first_round_done=self.first_round.is_set(),
             last_sync_error=self.last_sync_error,
+            refused=tuple(self._refusals()),
             scheduler=self.scheduler.stats(),
             at=time.time(),
         )

@@ -6,7 +6,7 @@ them (dataclasses.asdict) without reaching into the engine.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Set
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 
 from healthd.config.model import Config
@@ -15,6 +15,7 @@ from healthd.engine.health import HealthBook, State
 from healthd.engine.policy import dest_port, fallback_dest_key, service_key
 from healthd.engine.scheduler import SchedulerStats
 from healthd.ipvs.model import DestKey, Forward, ServiceKey, Table
+from healthd.ipvs.refusals import Refusal
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,7 @@ class RealStatus:
     last_detail: str
     last_latency: float | None  # seconds
     last_at: float | None  # wall clock of the last verdict
+    refused: str = ""  # the kernel's reason when it refused this real's entry (then not in the table)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,8 @@ class Snapshot:
     last_sync_error: str | None
     scheduler: SchedulerStats
     virtuals: tuple[VirtualStatus, ...]
+    # each IPVS operation the kernel refused, in words, with its reason: retried with back-off
+    refused: tuple[str, ...] = ()
 
 
 def build_snapshot(
@@ -63,7 +67,9 @@ def build_snapshot(
     last_sync_error: str | None,
     scheduler: SchedulerStats,
     at: float,
+    refused: Sequence[Refusal] = (),
 ) -> Snapshot:
+    refused_dests = {r.key: r.reason for r in refused if r.key[1] is not None}
     virtuals = []
     for virtual in config.virtuals:
         key = service_key(virtual)
@@ -87,6 +93,7 @@ def build_snapshot(
                     last_detail=last.detail if last is not None else "",
                     last_latency=last.latency if last is not None else None,
                     last_at=rec.last_at if rec is not None and last is not None else None,
+                    refused=refused_dests.get((key, dkey), ""),
                 )
             )
         fkey = fallback_dest_key(virtual, config.settings)
@@ -102,4 +109,5 @@ def build_snapshot(
                 reals=tuple(reals),
             )
         )
-    return Snapshot(at, config.path, first_round_done, last_sync_error, scheduler, tuple(virtuals))
+    return Snapshot(at, config.path, first_round_done, last_sync_error, scheduler, tuple(virtuals),
+                    tuple(r.sentence() for r in refused))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno as errnos
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from healthd.ipvs.backend import IPVSError
@@ -24,8 +24,10 @@ from healthd.ipvs.model import (
     DestKey,
     EditDest,
     EditService,
+    Entry,
     Operation,
     ServiceKey,
+    Table,
     describe,
 )
 
@@ -134,3 +136,19 @@ class RefusalBook:
 
     def __len__(self) -> int:
         return len(self._refused)
+
+
+def without_refused(table: Table, refused: Iterable[Refusal]) -> Table:
+    """`table` less the entries the kernel refused to add: what the kernel holds of it."""
+    refused = list(refused)
+    gone_services = {r.key[0] for r in refused if r.key[1] is None and isinstance(r.operation, AddService)}
+    gone_dests = {r.key for r in refused if r.key[1] is not None and isinstance(r.operation, AddDest)}
+    if not gone_services and not gone_dests:
+        return table
+    out: dict[ServiceKey, Entry] = {}
+    for key, entry in table.items():
+        if key in gone_services:
+            continue
+        dests = {k: d for k, d in entry.dests.items() if (key, k) not in gone_dests}
+        out[key] = entry if len(dests) == len(entry.dests) else Entry(entry.service, dests)
+    return out
