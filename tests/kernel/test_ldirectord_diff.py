@@ -15,6 +15,7 @@ named edit of ldirectord's table (EXPECTED_LDIRECTORD_BUGS).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.kernel.seed.director import STARTUP, Healthd
+from tests.kernel.seed.director import STARTUP, Healthd, healthd_argv
 from tests.kernel.seed.topology import Host, Lab, stop_process, wait_for
 
 pytestmark = [pytest.mark.kernel, pytest.mark.root, pytest.mark.timeout(600)]
@@ -228,7 +229,13 @@ def run_healthd(director: Host, config: Path) -> tuple[Snapshot, Snapshot, str]:
                         or healthd.process.poll() is not None, STARTUP), healthd.log_tail()
         running = stable(director, services_present, quiet=3, timeout=120)
         healthd._check_running()
+        program = healthd_argv(config, "status")[0]
+        live = json.loads(director.run(program, "status", "--json", str(config)))
         status = healthd.stop()
+    # `healthd status` shows the refused real, with the kernel's reason, and the real as refused
+    assert any("10.99.9.15:80" in line and "ERANGE" in line for line in live["refused"]), live["refused"]
+    reals = {r["real"]: r for v in live["virtuals"] for r in v["reals"] if v["virtual"] == "10.99.8.7:80"}
+    assert "ERANGE" in reals["10.99.9.15:80"]["refused"] and reals["10.99.9.15:80"]["weight"] is None
     assert status == 0, healthd.log_tail()
     return running, Snapshot(director), healthd.log.read_text(errors="replace")
 
