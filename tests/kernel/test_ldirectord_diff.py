@@ -213,8 +213,14 @@ def run_ldirectord(director: Host, config: Path) -> tuple[Snapshot, Snapshot, st
         # PERLIO set: ldirectord re-executes itself to set it otherwise
         proc = director.popen(LDIRECTORD, "-d", str(config), "start", stdout=out, stderr=subprocess.STDOUT,
                               env={**os.environ, "PERLIO": "perlio"})
+    def checked_twice(snap: Snapshot) -> bool:
+        """Its first round of checks is over: some real's check ("DEBUG2: Checking ...") came round again."""
+        seen = re.findall(r"DEBUG2: Checking [\w-]+: real server=(\S+) \(virtual=(\S+)\)",
+                          log.read_text(errors="replace"))
+        return services_present(snap) and len(seen) > len(set(seen))
+
     try:
-        running = stable(director, services_present, quiet=6, timeout=240)
+        running = stable(director, checked_twice, quiet=4, timeout=240)
     finally:
         status = stop_process(proc, grace=30)
     assert status is not None, "ldirectord did not stop"
