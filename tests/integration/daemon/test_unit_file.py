@@ -34,10 +34,16 @@ def verify(unit: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def about_healthd(stderr: str) -> list[str]:
+    """verify's lines, less those about other packages' vendor units (Conflicts=ldirectord.service
+    loads ldirectord's unit when that package is installed, and its warnings are not ours)."""
+    return [line for line in stderr.splitlines() if not line.startswith("/lib/systemd/system/")]
+
+
 def test_verify_prints_nothing(tmp_path: Path) -> None:
     assert HEALTHD.exists()
     result = verify(installed_unit(tmp_path))
-    assert result.stderr == ""
+    assert about_healthd(result.stderr) == []
     assert result.returncode == 0
 
 
