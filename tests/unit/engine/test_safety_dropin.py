@@ -104,7 +104,7 @@ class Flapping:
         self.gate = asyncio.Event()
         self.gate.set()
 
-    async def start(self) -> None:
+    async def start(self, services: object = None) -> None:
         pass
 
     async def close(self) -> None:
