@@ -26,6 +26,7 @@ STOP_WAIT = 15.0  # seconds `stop` waits for the daemon to exit
 EXIT_CONFIG = 2  # an invalid config at start, as ldirectord
 EXIT_USAGE = 2
 EXIT_NOT_RUNNING = 7  # LSB: reload of a stopped service
+EXIT_BROKEN_PIPE = 141  # what a shell reports for a command killed by SIGPIPE
 
 USAGE = """\
 usage: healthd [-d|--debug] [--ipvs netlink|memory] [--http ADDR:PORT] [--] [CONFIG] VERB
@@ -135,7 +136,16 @@ def parse(argv: list[str]) -> Args:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else list(argv)
+    try:
+        return _main(sys.argv[1:] if argv is None else list(argv))
+    except BrokenPipeError:
+        # The reader went away (`healthd check-config | head`): stop quietly, as cat does. Point
+        # stdout at /dev/null so the interpreter's final flush cannot raise the same error again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def _main(args: list[str]) -> int:
     if args[:1] == ["check-config"]:
         from healthd.config.cli import main as check_config
 
