@@ -102,6 +102,7 @@ async def snapshot_dict(snap: Snapshot) -> dict[str, Any]:
         "last_sync_error": snap.last_sync_error,
         "scheduler": scheduler,
         "virtuals": virtuals,
+        "refused": list(snap.refused),
     }
 
 
