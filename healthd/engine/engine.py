@@ -40,7 +40,7 @@ from healthd.engine.maintenance import MaintenanceWatch, RealId
 from healthd.engine.policy import VirtualPlan, fallback_dest_key, plan_virtual, service_key
 from healthd.engine.safety import SafetyState, Shaped, real_dest_key, shape
 from healthd.engine.scheduler import RunAgent, Scheduler
-from healthd.engine.snapshot import Snapshot, build_snapshot, build_snapshot_sliced
+from healthd.engine.snapshot import Snapshot, SnapshotSource, build_snapshot, build_snapshot_sliced
 from healthd.ipvs.model import DestKey, Entry, Operation, ServiceKey, Table
 from healthd.ipvs.refusals import Refusal, without_refused
 from healthd.vocab import State
@@ -533,23 +533,14 @@ class Engine:
     # -- status ----------------------------------------------------------------------------------
 
     def snapshot(self) -> Snapshot:
-        return build_snapshot(
-            self.config,
-            self.health,
-            self.applied,
-            {k: p.fallback_active for k, p in self._plans.items()},
-            self.maintenance.down,
-            first_round_done=self.first_round.is_set(),
-            last_sync_error=self.last_sync_error,
-            refused=tuple(self._refusals()),
-            scheduler=self.scheduler.stats(),
-            at=time.time(),
-            shaped=self._shaped,
-        )
+        return build_snapshot(self._snapshot_source())
 
     async def snapshot_sliced(self) -> Snapshot:
         """snapshot(), built in slices between which checks go on (status page, scrapes, status)."""
-        return await build_snapshot_sliced(
+        return await build_snapshot_sliced(self._snapshot_source())
+
+    def _snapshot_source(self) -> SnapshotSource:
+        return SnapshotSource(
             self.config,
             self.health,
             self.applied,
@@ -557,8 +548,8 @@ class Engine:
             self.maintenance.down,
             first_round_done=self.first_round.is_set(),
             last_sync_error=self.last_sync_error,
-            refused=tuple(self._refusals()),
             scheduler=self.scheduler.stats(),
             at=time.time(),
+            refused=tuple(self._refusals()),
             shaped=self._shaped,
         )

@@ -78,39 +78,28 @@ class Snapshot:
 SLICE = 250  # reals between two pauses of a sliced build (about 5 ms of work)
 
 
-def build_snapshot(
-    config: Config,
-    health: HealthBook,
-    applied: Table,
-    fallback_active: Mapping[ServiceKey, bool],
-    maintenance: Set[tuple[str, int]],
-    *,
-    first_round_done: bool,
-    last_sync_error: str | None,
-    scheduler: SchedulerStats,
-    at: float,
-    refused: Sequence[Refusal] = (),
-    shaped: Mapping[ServiceKey, Shaped] | None = None,
-) -> Snapshot:
-    parts = _virtuals(config, health, applied, fallback_active, maintenance, at, refused, shaped)
-    virtuals = [v for v in parts if v is not None]
-    return _snapshot(at, config, first_round_done, last_sync_error, scheduler, virtuals, refused)
+@dataclass(frozen=True, slots=True)
+class SnapshotSource:
+    """What a snapshot is built from: the engine's state at one moment (references, never copies)."""
+
+    config: Config
+    health: HealthBook
+    applied: Table
+    fallback_active: Mapping[ServiceKey, bool]
+    maintenance: Set[tuple[str, int]]
+    first_round_done: bool
+    last_sync_error: str | None
+    scheduler: SchedulerStats
+    at: float
+    refused: Sequence[Refusal] = ()
+    shaped: Mapping[ServiceKey, Shaped] | None = None
 
 
-async def build_snapshot_sliced(
-    config: Config,
-    health: HealthBook,
-    applied: Table,
-    fallback_active: Mapping[ServiceKey, bool],
-    maintenance: Set[tuple[str, int]],
-    *,
-    first_round_done: bool,
-    last_sync_error: str | None,
-    scheduler: SchedulerStats,
-    at: float,
-    refused: Sequence[Refusal] = (),
-    shaped: Mapping[ServiceKey, Shaped] | None = None,
-) -> Snapshot:
+def build_snapshot(source: SnapshotSource) -> Snapshot:
+    return _snapshot(source, [v for v in _virtuals(source) if v is not None])
+
+
+async def build_snapshot_sliced(source: SnapshotSource) -> Snapshot:
     """build_snapshot, yielding to the event loop every SLICE reals.
 
     Consistent enough for a status page: `config` and `applied` are replaced, never
@@ -118,38 +107,24 @@ async def build_snapshot_sliced(
     read at once, while other reals' may move on between slices.
     """
     virtuals = []
-    for item in _virtuals(config, health, applied, fallback_active, maintenance, at, refused, shaped):
+    for item in _virtuals(source):
         if item is None:
             await asyncio.sleep(0)
         else:
             virtuals.append(item)
-    return _snapshot(at, config, first_round_done, last_sync_error, scheduler, virtuals, refused)
+    return _snapshot(source, virtuals)
 
 
-def _snapshot(
-    at: float,
-    config: Config,
-    first_round_done: bool,
-    last_sync_error: str | None,
-    scheduler: SchedulerStats,
-    virtuals: list[VirtualStatus],
-    refused: Sequence[Refusal],
-) -> Snapshot:
-    return Snapshot(at, config.path, first_round_done, last_sync_error, scheduler, tuple(virtuals),
-                    tuple(r.sentence() for r in refused))
+def _snapshot(source: SnapshotSource, virtuals: list[VirtualStatus]) -> Snapshot:
+    return Snapshot(source.at, source.config.path, source.first_round_done, source.last_sync_error,
+                    source.scheduler, tuple(virtuals), tuple(r.sentence() for r in source.refused))
 
 
-def _virtuals(
-    config: Config,
-    health: HealthBook,
-    applied: Table,
-    fallback_active: Mapping[ServiceKey, bool],
-    maintenance: Set[tuple[str, int]],
-    at: float,
-    refused: Sequence[Refusal],
-    shaped: Mapping[ServiceKey, Shaped] | None,
-) -> Iterator[VirtualStatus | None]:
+def _virtuals(source: SnapshotSource) -> Iterator[VirtualStatus | None]:
     """Every virtual's status in config order, with None between slices of SLICE reals."""
+    config, health, applied, at = source.config, source.health, source.applied, source.at
+    fallback_active, maintenance, refused, shaped = (
+        source.fallback_active, source.maintenance, source.refused, source.shaped)
     refused_dests = {r.key: r.reason for r in refused if r.key[1] is not None}
     budget = SLICE
     for virtual in config.virtuals:

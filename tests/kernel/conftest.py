@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -13,6 +13,8 @@ from healthd.ipvs.netlink import NetlinkTable
 
 HERE = Path(__file__).parent
 IN_VM = bool(os.environ.get("HEALTHD_IN_VM"))
+LAB_NAMES = {"seed": "seed lab", "safety": "safety lab", "ha": "HA lab"}
+REPORTS: dict[str, list[str]] = {}  # lab name -> each test's measured lines, repeated at the end
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -41,3 +43,24 @@ async def table() -> AsyncIterator[NetlinkTable]:
     finally:
         await t.flush()
         await t.close()
+
+
+@pytest.fixture
+def report(request: pytest.FixtureRequest) -> Callable[..., None]:
+    """Print a test's measurements now and again in the session's summary, under its lab's name."""
+    folder = Path(str(request.node.path)).parent.name
+    lab = LAB_NAMES.get(folder, folder)
+
+    def add(*lines: str) -> None:
+        text = "\n".join([f"{request.node.name}:", *(f"  {line}" for line in lines)])
+        print(f"\n{text}")
+        REPORTS.setdefault(lab, []).append(text)
+
+    return add
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for lab, texts in REPORTS.items():
+        terminalreporter.write_sep("=", f"{lab} reports")
+        for text in texts:
+            terminalreporter.write_line(text)

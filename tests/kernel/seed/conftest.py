@@ -1,4 +1,4 @@
-"""Fixtures of the seed lab experiments: the NAT and DR labs, built once per session, and the reports.
+"""Fixtures of the seed lab experiments: the NAT and DR labs, built once per session.
 
 Building a lab costs seconds in the VM (its CPU is emulated), so each lab is
 built once and every test gets it back in its initial state: every ok.html
@@ -7,15 +7,14 @@ saying ok, an empty IPVS table, no firewall rules on the director.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from tests.kernel.seed.topology import Lab, SeedLab, build_dr, build_nat
 
-# Each experiment's short report (requests per real, seconds to remove and restore),
-# printed again at the end of the session so that `pytest -q` without -s shows them too.
-REPORTS: list[str] = []
+# Each experiment's short report (requests per real, seconds to remove and restore) goes
+# through tests/kernel/conftest.py's `report`, printed again at the end of the session.
 
 
 @pytest.fixture(scope="session")
@@ -49,20 +48,3 @@ def dr(dr_lab: SeedLab) -> Iterator[SeedLab]:
     dr_lab.reset()
     yield dr_lab
     dr_lab.reset()
-
-
-@pytest.fixture
-def report(request: pytest.FixtureRequest) -> Callable[..., None]:
-    def add(*lines: str) -> None:
-        text = "\n".join([f"{request.node.name}:", *(f"  {line}" for line in lines)])
-        print(f"\n{text}")
-        REPORTS.append(text)
-
-    return add
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if REPORTS:
-        terminalreporter.write_sep("=", "seed lab reports")
-        for text in REPORTS:
-            terminalreporter.write_line(text)
