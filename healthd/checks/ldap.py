@@ -21,11 +21,11 @@ import contextlib
 import math
 import re
 import ssl
-from concurrent.futures import ThreadPoolExecutor
 
 import ldap3
 from ldap3.core.exceptions import LDAPException
 
+from healthd import threads
 from healthd.checks.context import CheckContext
 from healthd.checks.dialog import CheckFailed, bounded, excerpt, strip_slash
 from healthd.checks.spec import CheckSpec, Outcome
@@ -34,7 +34,7 @@ from healthd.checks.tls import policy_of
 # A silent server holds a thread for about one deadline; this many can hang at
 # once before a healthy check has to wait for a thread.
 LDAP_THREADS = 64
-_pool = ThreadPoolExecutor(max_workers=LDAP_THREADS, thread_name_prefix="healthd-ldap")
+_pool = threads.pool(LDAP_THREADS, "healthd-ldap")
 
 # ---- pure logic ----------------------------------------------------------
 

@@ -10,11 +10,11 @@ import ipaddress
 import os
 import queue
 import socket
-import threading
 from collections.abc import Callable
 
 from healthd.config.defaults import SERVICE_PORTS
 from healthd.config.model import ConfigError, ConfigIssue
+from healthd.threads import start_daemon_thread
 
 # host, family (4 or 6) -> first address of that family, or None if unresolvable.
 Resolver = Callable[[str, int], "str | None"]
@@ -50,7 +50,7 @@ def system_resolver(host: str, family: int) -> str | None:
             answer.put(None)
 
     # getaddrinfo cannot be cancelled; a daemon thread lets a stuck lookup be abandoned.
-    threading.Thread(target=ask, name=f"resolve {host[:40]}", daemon=True).start()
+    start_daemon_thread(ask, f"resolve {host[:40]}")
     try:
         return answer.get(timeout=RESOLVE_TIMEOUT)
     except queue.Empty:

@@ -30,6 +30,7 @@ from healthd.engine import events
 from healthd.engine.bus import EventBus
 from healthd.engine.snapshot import Snapshot, as_json, reals_up
 from healthd.process import run_process
+from healthd.threads import STOP_SIGNALS
 from healthd.vocab import State
 from healthd.web.telemetry import Telemetry
 
@@ -139,8 +140,12 @@ class Daemon:
         on_started: Callable[[], None] | None = None,
         features: Sequence[Feature] = (),
         http: tuple[str, int] | None = None,
+        owns_process: bool = False,
     ) -> None:
         self.config = config
+        # The daemon is the whole process (not a test or the demo): once it has stopped, a second
+        # SIGTERM, SIGINT or SIGHUP must not kill a process that is closing down cleanly.
+        self.owns_process = owns_process
         self.engine_factory = engine_factory
         self.loader = loader
         self.notifier = notifier or Notifier()
@@ -181,7 +186,7 @@ class Daemon:
     async def run(self) -> int:
         """Run until SIGTERM/SIGINT; the exit status of the process."""
         loop = asyncio.get_running_loop()
-        signals = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
+        signals = STOP_SIGNALS
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         loop.add_signal_handler(signal.SIGTERM, self.request_stop)
         loop.add_signal_handler(signal.SIGINT, self.request_stop)
@@ -189,8 +194,7 @@ class Daemon:
         try:
             return await self._run()
         finally:
-            for sig in signals:
-                loop.remove_signal_handler(sig)
+            release_signals(loop, signals, ignore=self.owns_process)
 
     async def _run(self) -> int:
         count = len(self.config.virtuals)
@@ -455,3 +459,23 @@ def _mtime(path: str) -> float | None:
         return os.stat(path).st_mtime
     except OSError:
         return None
+
+
+def release_signals(loop: asyncio.AbstractEventLoop, signals: Sequence[int], *, ignore: bool) -> None:
+    """Take the loop's handlers off `signals`; with `ignore`, ignore them from now on.
+
+    Removing a loop handler restores the default action, which for SIGTERM kills the process; the
+    signals stay blocked while the handlers change hands, and ignoring a pending signal discards it,
+    so a stop request that arrives while the process exits cannot turn a clean exit into a kill.
+    """
+    if not ignore:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, signal.SIG_IGN)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)

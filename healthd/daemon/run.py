@@ -67,8 +67,12 @@ async def _main(
     config: Config, *, ipvs: str, notifier: Notifier, report: Callable[[str], None] | None,
     http: tuple[str, int] | None = None,
 ) -> int:
+    from healthd import threads
     from healthd.daemon.wiring import build_engine, features, make_backend
     from healthd.ipvs.backend import IPVSError
+
+    # asyncio.to_thread's workers too leave the stop signals to the main thread (healthd.threads)
+    asyncio.get_running_loop().set_default_executor(threads.pool(None, "healthd"))
 
     try:
         backend = await make_backend(ipvs)
@@ -100,6 +104,7 @@ async def _main(
         on_started=(lambda: report("ok")) if report else None,
         features=features(config, ipvs=ipvs),
         http=http,
+        owns_process=True,
     )
     try:
         return await daemon.run()

@@ -14,9 +14,8 @@ import re
 import socket
 import time
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 
-from healthd import vocab
+from healthd import threads, vocab
 
 RealId = tuple[str, int]  # (address, configured port) of a real
 
@@ -60,7 +59,7 @@ async def resolve_names(
     if not todo:
         return {}
     loop = asyncio.get_running_loop()
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="healthd-resolve")
+    pool = threads.pool(workers, "healthd-resolve")
     futures = {addr: loop.run_in_executor(pool, lookup, addr) for addr in todo}
     try:
         await asyncio.wait(futures.values(), timeout=deadline)

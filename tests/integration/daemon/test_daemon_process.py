@@ -8,6 +8,7 @@ that keeps the old configuration, a good reload, and SIGTERM handled within a se
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -229,6 +230,38 @@ async def test_stop_runs_fallbackcommand_stop(tmp_path: Path) -> None:
         assert await asyncio.wait_for(daemon.proc.wait(), 10) == 0
         assert time.monotonic() - started < 1.0
         assert record.read_text().splitlines() == [f"start {VIP}:{port} tcp", f"stop {VIP}:{port} tcp"]
+    finally:
+        await daemon.close()
+        notify.close()
+
+
+async def test_stop_signals_repeated_while_exiting_still_end_cleanly(tmp_path: Path) -> None:
+    """SIGTERM again and again (an impatient operator, a second supervisor): the exit status stays 0.
+
+    healthd takes its signal handlers off as it exits; a SIGTERM that arrives after that must not
+    kill the process that is already closing down (the kernel tier's BGP lab once saw -15 here).
+    """
+    dead = "127.0.0.16"
+    port = free_port([dead])
+    config = tmp_path / "web.cf"
+    config.write_text(config_text(VIP, port, [dead]))
+    notify = NotifySocket(tmp_path / "notify")
+    daemon = Healthd(config, tmp_path / "run", notify, {})
+    await daemon.start()
+    try:
+        await notify.wait(lambda m: m.get("READY") == "1")
+        proc = daemon.proc
+        assert proc is not None
+        sent = 0
+        async with asyncio.timeout(10):
+            while proc.returncode is None and sent < 5000:  # bounded: at most 5,000 signals, 10 s
+                with contextlib.suppress(ProcessLookupError):  # os.kill: Popen.send_signal would reap it
+                    os.kill(proc.pid, signal.SIGTERM)
+                sent += 1
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(proc.wait()), 0.001)
+        assert sent > 1 and await proc.wait() == 0, daemon.text()
+        assert "stopped" in daemon.text()
     finally:
         await daemon.close()
         notify.close()
