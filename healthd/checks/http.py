@@ -27,6 +27,7 @@ Behaviour (as ldirectord, with its weak spots fixed):
 from __future__ import annotations
 
 import asyncio
+import re
 import select
 import socket
 import ssl
@@ -266,8 +267,7 @@ class _Exchange:
 
 async def check(spec: CheckSpec, ctx: CheckContext) -> Outcome:
     """One HTTP(S) check of `spec`; the caller (CheckRunner) enforces the deadline."""
-    loop = asyncio.get_running_loop()
-    started = loop.time()
+    started = asyncio.get_running_loop().time()
     try:
         pattern = compiled(spec.receive_re) if spec.receive_re is not None else None
     except BadPattern as exc:
@@ -277,16 +277,22 @@ async def check(spec: CheckSpec, ctx: CheckContext) -> Outcome:
         request = build_request(spec)
     except ValueError as exc:
         return Outcome(False, str(exc), 0.0)
-    head_only = spec.httpmethod.upper() == "HEAD"
+    parser = ResponseParser(head_only=spec.httpmethod.upper() == "HEAD", body_limit=ctx.body_limit)
+    failure = await _exchange(spec, ctx, request, parser, pattern is None)
+    if failure is not None:
+        return Outcome(False, failure, asyncio.get_running_loop().time() - started)
+    return await conclude(spec, ctx, parser, pattern, target, host, started)
+
+
+async def conclude(spec: CheckSpec, ctx: CheckContext, parser: ResponseParser,
+                   pattern: re.Pattern[str] | None, target: str, host: str, started: float) -> Outcome:
+    """The verdict once the first response (to `target`, Host `host`) is in `parser`: redirects
+    are followed first (a new connection each), as ldirectord's LWP does, while they stay on
+    this real. `started` is the loop time the check began."""
+    loop = asyncio.get_running_loop()
     seen = {target}
-    for hops in range(MAX_REDIRECTS + 1):
-        parser = ResponseParser(head_only=head_only, body_limit=ctx.body_limit)
-        failure = await _exchange(spec, ctx, request, parser, pattern is None)
-        if failure is not None:
-            return Outcome(False, failure, loop.time() - started)
-        if parser.status not in REDIRECT_STATUSES:
-            break
-        # a redirect (rare): follow it as ldirectord's LWP does, while it stays on this real
+    hops = 0
+    while parser.status in REDIRECT_STATUSES:  # rare
         if hops == MAX_REDIRECTS:
             return Outcome(False, f"HTTP {parser.status} after {MAX_REDIRECTS} redirects: too many "
                                   f"(ldirectord's limit)", loop.time() - started)
@@ -306,7 +312,12 @@ async def check(spec: CheckSpec, ctx: CheckContext) -> Outcome:
             request = build_request(spec, target, host)
         except ValueError as exc:
             return Outcome(False, str(exc), loop.time() - started)
-    outcome = _judge(parser, pattern, loop.time() - started)
+        hops += 1
+        parser = ResponseParser(head_only=spec.httpmethod.upper() == "HEAD", body_limit=ctx.body_limit)
+        failure = await _exchange(spec, ctx, request, parser, pattern is None)
+        if failure is not None:
+            return Outcome(False, failure, loop.time() - started)
+    outcome = judge_parsed(parser, pattern, loop.time() - started)
     if hops:
         return Outcome(outcome.ok, f"{outcome.detail} (after {hops} redirect{'s' if hops > 1 else ''})",
                        outcome.latency)
@@ -343,18 +354,25 @@ async def _exchange(spec: CheckSpec, ctx: CheckContext, request: bytes, parser: 
             sock.close()
 
 
-def _judge(parser: ResponseParser, pattern: object, latency: float) -> Outcome:
+def judge_parsed(parser: ResponseParser, pattern: re.Pattern[str] | None, latency: float) -> Outcome:
+    """The verdict on the final response as `parser` read it."""
     if parser.status == 0:
         return Outcome(False, parser.error or "no HTTP response", latency)
-    if not 200 <= parser.status < 300:
-        return Outcome(False, f"HTTP {parser.status} {parser.reason}".rstrip(), latency)
+    return judge(parser.status, parser.reason, parser.error if parser.state is ParseState.ERROR else "",
+                 parser.body, parser.truncated, pattern, latency)
+
+
+def judge(status: int, reason: str, error: str, body: bytes | bytearray, truncated: bool,
+          pattern: re.Pattern[str] | None, latency: float) -> Outcome:
+    """The verdict on a final response: its status, the `error` that cut its body short (""
+    if none), the body read (the first `ctx.body_limit` bytes if `truncated`)."""
+    if not 200 <= status < 300:
+        return Outcome(False, f"HTTP {status} {reason}".rstrip(), latency)
     if pattern is None:
-        return Outcome(True, f"HTTP {parser.status}", latency)
-    if parser.state is ParseState.ERROR:
-        return Outcome(False, f"HTTP {parser.status}, then {parser.error}", latency)
-    if pattern.search(decode(bytes(parser.body))) is None:  # type: ignore[attr-defined]
-        read = f"first {len(parser.body)} bytes of body" if parser.truncated else "body"
-        return Outcome(False, f"HTTP {parser.status}, {read} did not match receive", latency)
-    return Outcome(True, f"HTTP {parser.status}, body matched", latency)
-
-
+        return Outcome(True, f"HTTP {status}", latency)
+    if error:
+        return Outcome(False, f"HTTP {status}, then {error}", latency)
+    if pattern.search(decode(bytes(body))) is None:
+        read = f"first {len(body)} bytes of body" if truncated else "body"
+        return Outcome(False, f"HTTP {status}, {read} did not match receive", latency)
+    return Outcome(True, f"HTTP {status}, body matched", latency)
