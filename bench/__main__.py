@@ -6,8 +6,8 @@ import importlib
 import sys
 
 BENCHMARKS = {
-    "checks": "bench.checks", "engine": "bench.engine", "hotpath": "bench.hotpath", "ipvs": "bench.ipvs", "outputs": "bench.outputs",
-    "web": "bench.web",
+    "checks": "bench.checks", "engine": "bench.engine", "hotpath": "bench.hotpath", "ipvs": "bench.ipvs",
+    "outputs": "bench.outputs", "web": "bench.web",
 }
 
 

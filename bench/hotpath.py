@@ -144,7 +144,7 @@ def _line(name: str, r: FloorResult | HealthdResult) -> str:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench hotpath", description=__doc__.split("\n")[0])
-    parser.add_argument("--reals", type=int, default=10000, help="reals (loopback addresses), default %(default)s")
+    parser.add_argument("--reals", type=int, default=10000, help="reals (default %(default)s)")
     parser.add_argument("--window", type=float, default=10.0, help="seconds healthd is measured")
     parser.add_argument("--floor-checks", type=int, default=50000, help="checks per floor run")
     parser.add_argument("--in-flight", type=int, default=200, help="checks in flight in the floor loops")
@@ -176,8 +176,9 @@ def main(argv: list[str]) -> int:
     for name, floor in floors:
         print(_line(name, floor) + f"   ({floor.ok}/{floor.checks} ok)")
     print(_line(f"healthd engine, {args.reals} reals", result))
+    share = (result.user_s + result.sys_s) / result.wall_s * 100
     print(f"\nhealthd: {result.us_per_check:.1f} us CPU per check ({result.rate:.0f} checks/s, "
-          f"{(result.user_s + result.sys_s) / result.wall_s * 100:.0f} % of one core), target <= {TARGET_US:.0f} us")
+          f"{share:.0f} % of one core), target <= {TARGET_US:.0f} us")
     print(f"  lateness p50 {result.lateness_p50_ms:.2f} ms, p99 {result.lateness_p99_ms:.2f} ms, "
           f"max {result.lateness_max_ms:.1f} ms (target p99 < 50 ms); {result.deferred} ticks deferred, "
           f"{result.shed} shed; {result.down} reals whose last check failed")

@@ -51,6 +51,11 @@ class Poller:
             except OSError:
                 pass  # already closed: the kernel dropped it
 
+    def drop(self, fd: int) -> None:
+        """Stop watching `fd`, which the caller closes right away: closing a descriptor takes it
+        out of the epoll set (none of ours is duplicated), so this saves forget()'s epoll_ctl."""
+        self._handlers.pop(fd, None)
+
     def _open(self) -> select.epoll:
         self._loop = asyncio.get_running_loop()
         self._ep = select.epoll()
