@@ -20,6 +20,7 @@ close; no epoll_ctl DEL, since closing the socket takes it out of the epoll set.
 
 from __future__ import annotations
 
+import _socket
 import asyncio
 import errno
 import logging
@@ -108,7 +109,7 @@ class _Run:
         self._token = token
         self._loop = asyncio.get_running_loop()
         self._started = self._loop.time()
-        self._sock: socket.socket | None = None
+        self._sock: _socket.socket | None = None
         self._parser: ResponseParser | None = None
         self._out = b""
         self._task: asyncio.Task[Outcome] | None = None
@@ -123,7 +124,8 @@ class _Run:
         loop = self._loop
         plan.deadlines.watch(loop, self, self._started + plan.deadline)
         try:
-            sock = self._sock = socket.socket(plan.family, _STREAM)
+            # the C socket type itself: socket.socket's Python __init__ and close() add nothing here
+            sock = self._sock = _socket.socket(plan.family, _STREAM)
             sock.setsockopt(_SOL_SOCKET, _SO_LINGER, LINGER_RST)
         except OSError as exc:  # out of descriptors: what CheckRunner.run says of a raising module
             log.error("check of %s (%s/%s) crashed: %s", plan.spec.target, plan.spec.type,
