@@ -98,6 +98,8 @@ class HealthdResult:
     shed: int
     deferred: int
     down: int
+    turns: int  # the scheduler's wheel fired
+    wakeups: int  # the poller dispatched a batch of ready check sockets
 
     @property
     def us_per_check(self) -> float:
@@ -106,7 +108,8 @@ class HealthdResult:
 
 async def run_healthd(addresses: list[str], window: float, profile: str | None) -> HealthdResult:
     config = parse_text(config_text(addresses), f"hotpath-{len(addresses)}.cf")
-    engine = Engine(config, CheckRunner(), Reconciler(MemoryTable()))
+    runner = CheckRunner()
+    engine = Engine(config, runner, Reconciler(MemoryTable()))
     gc.collect()
     await engine.start()
     try:
@@ -115,6 +118,7 @@ async def run_healthd(addresses: list[str], window: float, profile: str | None) 
         sched = engine.scheduler
         sched.lateness.reset()
         runs0, shed0, deferred0 = sched.runs_finished, sched.ticks_shed, sched.ticks_deferred
+        turns0, wakeups0 = sched.turns, runner.ctx.poller.wakeups
         profiler = cProfile.Profile() if profile else None
         t0, wall0 = os.times(), time.monotonic()
         if profiler:
@@ -131,7 +135,8 @@ async def run_healthd(addresses: list[str], window: float, profile: str | None) 
             checks=runs, rate=runs / wall, user_s=t1.user - t0.user, sys_s=t1.system - t0.system, wall_s=wall,
             lateness_p50_ms=stats.lateness_median * 1000, lateness_p99_ms=stats.lateness_p99 * 1000,
             lateness_max_ms=stats.lateness_max * 1000, rss_mb=rss_mb(),
-            shed=sched.ticks_shed - shed0, deferred=sched.ticks_deferred - deferred0, down=down)
+            shed=sched.ticks_shed - shed0, deferred=sched.ticks_deferred - deferred0, down=down,
+            turns=sched.turns - turns0, wakeups=runner.ctx.poller.wakeups - wakeups0)
     finally:
         await engine.stop(cleanstop=True)
 
@@ -183,6 +188,9 @@ def main(argv: list[str]) -> int:
           f"max {result.lateness_max_ms:.1f} ms (target p99 < 50 ms); {result.deferred} ticks deferred, "
           f"{result.shed} shed; {result.down} reals whose last check failed")
     print(f"  RSS {result.rss_mb:.0f} MB (target < 150 MB)")
+    per_s = 1 / result.wall_s
+    print(f"  wake-ups: the wheel {result.turns * per_s:.0f}/s, check sockets {result.wakeups * per_s:.0f}/s "
+          f"({result.checks / max(result.wakeups, 1):.1f} answers per batch)")
     print(f"  vs the reference, {REFERENCE_US:.0f} us/check from {REFERENCE_WHERE}: "
           f"{REFERENCE_US / result.us_per_check:.2f}x less CPU per check")
     for name, floor in floors:

@@ -375,4 +375,7 @@ def judge(status: int, reason: str, error: str, body: bytes | bytearray, truncat
     if pattern.search(decode(bytes(body))) is None:
         read = f"first {len(body)} bytes of body" if truncated else "body"
         return Outcome(False, f"HTTP {status}, {read} did not match receive", latency)
-    return Outcome(True, f"HTTP {status}, body matched", latency)
+    return Outcome(True, _MATCHED.get(status) or f"HTTP {status}, body matched", latency)
+
+
+_MATCHED = {200: "HTTP 200, body matched"}  # the usual verdict's words, made once

@@ -92,13 +92,12 @@ class FastHttp:
     def launch(self, done: Done, token: object) -> _Run:
         """Start one run; `done(token, outcome)` is called once with its verdict, never before
         launch returns, and never if the run is cancelled first (run.cancel())."""
-        run = _Run(self, done, token)
-        run.start()
-        return run
+        return _Run(self, done, token)
 
 
 class _Run:
-    """One run: a non-blocking socket watched through ctx.poller, and the verdict's way back."""
+    """One run: a non-blocking socket watched through ctx.poller, and the verdict's way back.
+    Creating it starts it (socket, connect, send, watch)."""
 
     __slots__ = ("_loop", "_on_done", "_out", "_parser", "_plan", "_sock", "_started", "_task", "_token",
                  "_watched", "done", "fd")
@@ -116,13 +115,12 @@ class _Run:
         self._watched = False
         self.fd = -1
         self.done = False  # a verdict was given (or the run was cancelled): read by the deadline slots
+        plan.deadlines.watch(self._loop, self, self._started + plan.deadline)
+        self._start()
 
-    # -- start: socket, connect, send, watch ---------------------------------------------------
-
-    def start(self) -> None:
+    def _start(self) -> None:
         plan = self._plan
         loop = self._loop
-        plan.deadlines.watch(loop, self, self._started + plan.deadline)
         try:
             # the C socket type itself: socket.socket's Python __init__ and close() add nothing here
             sock = self._sock = _socket.socket(plan.family, _STREAM)
