@@ -69,10 +69,11 @@ def plan(spec: CheckSpec, ctx: CheckContext, deadlines: Deadlines) -> FastHttp |
 
 
 class FastHttp:
-    """Everything one identity's runs share, worked out once: where, what to send, how to judge."""
+    """Everything one identity's runs share, worked out once: where, what to send, how to judge.
+    Made and launched on one event loop, the running one when it is made."""
 
     __slots__ = ("address", "body_limit", "ctx", "deadline", "deadlines", "decide_on_status", "family",
-                 "head_only", "host", "pattern", "request", "spec", "target")
+                 "head_only", "host", "loop", "pattern", "request", "spec", "target")
 
     def __init__(self, spec: CheckSpec, ctx: CheckContext, deadlines: Deadlines,
                  pattern: re.Pattern[str] | None, request: bytes, target: str, host: str) -> None:
@@ -88,6 +89,9 @@ class FastHttp:
         self.head_only = spec.httpmethod.upper() == "HEAD"
         self.decide_on_status = pattern is None  # no receive: the status line decides
         self.body_limit = ctx.body_limit
+        # asyncio.get_running_loop() makes a getpid() system call each time (its fork check):
+        # once here rather than once per run
+        self.loop = asyncio.get_running_loop()
 
     def launch(self, done: Done, token: object) -> _Run:
         """Start one run; `done(token, outcome)` is called once with its verdict, never before
@@ -106,7 +110,7 @@ class _Run:
         self._plan = plan
         self._on_done = on_done
         self._token = token
-        self._loop = asyncio.get_running_loop()
+        self._loop = plan.loop
         self._started = self._loop.time()
         self._sock: _socket.socket | None = None
         self._parser: ResponseParser | None = None

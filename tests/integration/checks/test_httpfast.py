@@ -38,7 +38,7 @@ class Verdicts:
         self.arrived.set()
 
 
-def test_which_specs_have_a_task_free_form(runner: CheckRunner) -> None:
+async def test_which_specs_have_a_task_free_form(runner: CheckRunner) -> None:
     plain = http_spec(80)
     assert runner.fast(plain) is not None
     assert runner.fast(replace(plain, service="http_proxy")) is not None
