@@ -19,7 +19,8 @@ log = logging.getLogger(__name__)
 
 READ = select.EPOLLIN
 WRITE = select.EPOLLOUT
-_BATCH = 1024  # events handled per wake-up; the rest wait for the next loop iteration
+_BATCH = 1024  # events fetched per epoll call
+_ROUNDS = 8  # epoll calls per wake-up at most; what is still ready waits for the next loop iteration
 
 Handler = Callable[[int], None]  # called with the epoll event mask
 
@@ -67,15 +68,22 @@ class Poller:
         assert self._ep is not None
         handlers = self._handlers
         self.wakeups += 1
-        for fd, events in self._ep.poll(0, _BATCH):
-            handler = handlers.get(fd)
-            if handler is None:
-                continue
-            try:
-                handler(events)
-            except Exception:  # one check's bug must not starve the others of their events
-                log.exception("check socket handler failed")
-                self.forget(fd)
+        # Answers first: on a starved machine the loop may wake only a few times a second, and
+        # an answer left waiting past its check's deadline becomes a false "timed out". So a
+        # full batch is followed by another, up to _ROUNDS; the rest waits for the next wake-up.
+        for _ in range(_ROUNDS):
+            ready = self._ep.poll(0, _BATCH)
+            for fd, events in ready:
+                handler = handlers.get(fd)
+                if handler is None:
+                    continue
+                try:
+                    handler(events)
+                except Exception:  # one check's bug must not starve the others of their events
+                    log.exception("check socket handler failed")
+                    self.forget(fd)
+            if len(ready) < _BATCH or self._ep is None:
+                return
 
     def __len__(self) -> int:
         return len(self._handlers)
