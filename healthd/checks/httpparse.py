@@ -31,8 +31,8 @@ def whole_response(data: bytes, body_limit: int) -> tuple[int, str, bytes] | Non
     code = parts[1] if len(parts) > 1 else b""
     if len(code) != 3 or not code.isdigit() or code[0] != 50 or code == b"204":  # 50: "2"
         return None
-    for line in lines:
-        if b":" not in line and line is not lines[0]:
+    for line in lines[1:]:
+        if b":" not in line:  # not a header line: the parser says how it is malformed
             return None
     low = head.lower()
     at = low.find(b"\ncontent-length:")

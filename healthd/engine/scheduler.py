@@ -201,6 +201,7 @@ class Scheduler:
     ) -> None:
         self._run = run
         self._fast = fast
+        self._fast_done_cb = self._fast_done  # one bound method, not one per run
         self._on_outcome = on_outcome
         self._interval_of = interval_of
         self._agent = agent
@@ -352,7 +353,7 @@ class Scheduler:
                     sched.fast = self._fast(sched.spec)
             if sched.fast is not None and spec is sched.spec:  # a numeric checktype's connects: tasks
                 self.lateness.add(now - due)
-                sched.task = sched.fast.launch(self._fast_done, sched)
+                sched.task = sched.fast.launch(self._fast_done_cb, sched)
             else:
                 sched.task = task = loop.create_task(self._one_run(sched, spec, due))
                 sched.overdue_at = now + spec.deadline + self.GRACE
