@@ -146,12 +146,14 @@ class _Run:
             loop.call_soon(self._fail, exc)
             return
         self.fd = sock.fileno()
-        self._watched = True
-        if sent == len(plan.request):
-            plan.ctx.poller.watch(self.fd, _READ, self._on_event)
-        else:
+        if sent != len(plan.request):
             self._out = plan.request[sent:]
-            plan.ctx.poller.watch(self.fd, _READ_WRITE, self._on_event)
+        try:
+            plan.ctx.poller.watch(self.fd, _READ_WRITE if self._out else _READ, self._on_event)
+        except OSError as exc:  # epoll refused it (out of memory, or its watch limit)
+            loop.call_soon(self._fail, exc)
+            return
+        self._watched = True
 
     # -- events -----------------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ import asyncio
 import bisect
 import dataclasses
 import heapq
+import logging
 from array import array
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -47,6 +48,8 @@ from typing import Protocol
 from healthd.checks import failures
 from healthd.checks.agent import AgentReply
 from healthd.checks.spec import CheckSpec, CheckType, Outcome
+
+log = logging.getLogger(__name__)
 
 RunCheck = Callable[[CheckSpec], Awaitable[Outcome]]
 OnOutcome = Callable[[CheckSpec, Outcome], None]
@@ -350,10 +353,20 @@ class Scheduler:
             if not sched.fast_known:
                 sched.fast_known = True
                 if self._fast is not None and not (self._agent is not None and spec.agentport):
-                    sched.fast = self._fast(sched.spec)
+                    try:
+                        sched.fast = self._fast(sched.spec)
+                    except Exception:  # as a failed launch below: tasks for this identity
+                        log.exception("task-free check of %s cannot be made", spec.target)
+            launched = None
             if sched.fast is not None and spec is sched.spec:  # a numeric checktype's connects: tasks
+                try:
+                    launched = sched.fast.launch(self._fast_done_cb, sched)
+                except Exception:  # a bug there must not stop the wheel: this identity goes back to tasks
+                    log.exception("task-free check of %s failed to start", spec.target)
+                    sched.fast = None
+            if launched is not None:
                 self.lateness.add(now - due)
-                sched.task = sched.fast.launch(self._fast_done_cb, sched)
+                sched.task = launched
             else:
                 sched.task = task = loop.create_task(self._one_run(sched, spec, due))
                 sched.overdue_at = now + spec.deadline + self.GRACE

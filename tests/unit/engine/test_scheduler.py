@@ -300,3 +300,18 @@ async def test_numeric_checktype_connects_go_through_run_while_negotiates_are_fa
     await sched.stop()
     assert runner.runs and all(r.type is CheckType.CONNECT for _, r in runner.runs)
     assert len(check.launched) >= 2
+
+
+async def test_a_task_free_check_that_fails_to_start_falls_back_to_run(caplog) -> None:  # type: ignore[no-untyped-def]
+    class Broken:
+        def launch(self, done, token):  # type: ignore[no-untyped-def]
+            raise RuntimeError("bug")
+
+    runner, got = ScriptedRunner(), Collector()
+    s = spec("10.0.4.5", checkinterval=0.03)
+    sched = Scheduler(runner.run, got, fast={s: Broken()}.get)
+    sched.start([s])
+    await eventually(lambda: len(got.verdicts) >= 3)  # the wheel kept turning, through run()
+    await sched.stop()
+    assert all(r is s for _, r in runner.runs) and len(runner.runs) >= 3
+    assert "failed to start" in caplog.text
