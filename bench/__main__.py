@@ -7,7 +7,7 @@ import sys
 
 BENCHMARKS = {
     "checks": "bench.checks", "engine": "bench.engine", "ipvs": "bench.ipvs", "outputs": "bench.outputs",
-    "web": "bench.web",
+    "tls": "bench.tls", "web": "bench.web",
 }
 
 

@@ -36,7 +36,7 @@ import string
 from urllib.parse import quote
 
 from healthd import __version__, vocab
-from healthd.checks import failures
+from healthd.checks import failures, sslsession
 from healthd.checks.context import CheckContext
 from healthd.checks.httpparse import ParseState, ResponseParser
 from healthd.checks.poller import Poller
@@ -117,7 +117,7 @@ class _Exchange:
     def __init__(self, poller: Poller, sock: socket.socket, request: bytes,
                  parser: ResponseParser, decide_on_status: bool, verdict: asyncio.Future[str | None],
                  tls: ssl.SSLContext | None = None, server_hostname: str | None = None,
-                 session: ssl.SSLSession | None = None) -> None:
+                 session: object | None = None) -> None:
         self.poller = poller
         self.sock = sock
         self.fd = sock.fileno()
@@ -133,7 +133,9 @@ class _Exchange:
         if tls is not None:
             self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
             self.tls: ssl.SSLObject | None = tls.wrap_bio(self.incoming, self.outgoing,
-                                                         server_hostname=server_hostname, session=session)
+                                                         server_hostname=server_hostname)
+            if session is not None:
+                sslsession.offer(self.tls, session)
         else:
             self.tls = None
 

@@ -34,6 +34,8 @@ import ssl
 import time
 from collections.abc import Callable, Hashable
 
+from healthd.checks import sslsession
+
 MAX_AGE = 60.0  # seconds a verified certificate is trusted without being shown again
 _SWEEP_EVERY = 60.0  # seconds between sweeps of sessions nobody used (reals gone after a reload)
 
@@ -41,7 +43,7 @@ _SWEEP_EVERY = 60.0  # seconds between sweeps of sessions nobody used (reals gon
 class _Entry:
     __slots__ = ("context", "due", "session")
 
-    def __init__(self, context: ssl.SSLContext, session: ssl.SSLSession, due: float) -> None:
+    def __init__(self, context: ssl.SSLContext, session: object, due: float) -> None:
         self.context = context
         self.session = session
         self.due = due  # monotonic time from which a full handshake is required
@@ -61,8 +63,8 @@ class TlsSessions:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def offer(self, key: Hashable, context: ssl.SSLContext) -> ssl.SSLSession | None:
-        """The session to resume with `context`, or None for a full handshake."""
+    def offer(self, key: Hashable, context: ssl.SSLContext) -> object | None:
+        """The session to resume with `context` (for sslsession.offer), or None for a full handshake."""
         entry = self._entries.get(key)
         if entry is None:
             return None
@@ -76,7 +78,7 @@ class TlsSessions:
         if tls is None:
             self._entries.pop(key, None)
             return
-        session = tls.session
+        session = sslsession.take(tls)
         now = self._clock()
         if tls.session_reused:
             self.resumed += 1
