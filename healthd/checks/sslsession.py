@@ -1,11 +1,12 @@
 """Taking a TLS session from a connection and offering it to the next, without CPython's per-use copy.
 
-Why: CPython's `SSLObject.session` getter and setter each copy the session through DER
-(i2d/d2i, a workaround for an OpenSSL 1.1.0 bug), which re-parses the real's
-certificate: about 0.2 ms of CPU each way, more than the rest of a resumed handshake's
-client work (bench/tls_results.md). libssl's SSL_SESSION_dup copies it in memory (the certificate
-by reference) and SSL_set_session counts a reference. So, when it is safe, this module calls them through ctypes on the SSL
-pointer of Python's SSLObject; otherwise it uses Python's API (same behaviour, slower).
+Why: CPython's `SSLObject.session` getter and setter each copy the session through
+DER (i2d/d2i, a workaround for an OpenSSL 1.1.0 bug), which re-parses the real's
+certificate: about 0.2 ms of CPU each way, as much as the rest of a resumed handshake's
+client work (bench/tls_results.md). libssl's SSL_SESSION_dup copies a session in memory
+(the certificate by reference) and SSL_set_session counts a reference. So, when it is
+safe, this module calls them through ctypes on the SSL pointer of Python's SSLObject;
+otherwise it uses Python's API (the same sessions, slower).
 
 Safe means, checked once: a CPython whose object layout is known (PySSLSocket and
 PySSLContext start with their SSL* / SSL_CTX* right after the object header), exactly
@@ -16,6 +17,7 @@ HEALTHD_TLS_NATIVE=0 in the environment forces the fallback.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import ssl
@@ -52,7 +54,9 @@ def _load() -> Any:
     """libssl through ctypes if every safety check passes, else None."""
     if os.environ.get("HEALTHD_TLS_NATIVE", "1") == "0" or sys.implementation.name != "cpython":
         return None
-    if not (3, 10) <= sys.version_info[:2] <= (3, 14) or object.__basicsize__ != 2 * ctypes.sizeof(ctypes.c_void_p):
+    if not (3, 10) <= sys.version_info[:2] <= (3, 14):
+        return None
+    if object.__basicsize__ != 2 * ctypes.sizeof(ctypes.c_void_p):  # a debug build's header is larger
         return None
     try:
         with open("/proc/self/maps") as maps:
@@ -107,7 +111,5 @@ def offer(tls: ssl.SSLObject, session: object) -> None:
         if _lib is not None:
             _lib.SSL_set_session(_ssl_ptr(tls), session.ptr)
         return
-    try:
+    with contextlib.suppress(ValueError, TypeError):
         tls.session = session  # type: ignore[assignment]
-    except (ValueError, TypeError):
-        pass
