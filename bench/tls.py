@@ -13,7 +13,8 @@ of this process per check (user + sys) and the share of handshakes resumed.
 
 Floor, in the same run: a bare blocking Python ssl loop, no asyncio, one check after
 another (connect, handshake offering the address's last session, GET, read to the end,
-RST close), full and resumed. Reference: the previous full-handshake figure, 2,125 µs
+RST close), full and resumed, taking and offering sessions as healthd does
+(healthd.checks.sslsession). Reference: the previous full-handshake figure, 2,125 µs
 per HTTPS check (bench/checks_results.md, `./run bench checks`, load ~5).
 
 Then the engine (`--engine-reals`, default 2,000; 0 skips it): that many HTTPS reals on
@@ -46,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.checks_nginx import _wait_listening, loopback_addresses
-from healthd.checks import tls
+from healthd.checks import sslsession, tls
 from healthd.checks.context import CheckContext
 from healthd.checks.runner import CheckRunner
 from healthd.checks.spec import CheckSpec, CheckType
@@ -161,7 +162,8 @@ class Row:
         return statistics.median(self.us) if self.us else 0.0
 
 
-async def _measure(runner: CheckRunner, specs: list[CheckSpec], total: int, concurrency: int, row: Row) -> None:
+async def _measure(runner: CheckRunner, specs: list[CheckSpec], total: int, concurrency: int,
+                   row: Row) -> None:
     sessions = runner.ctx.sessions
     full0, resumed0 = sessions.full, sessions.resumed
     done = next_index = 0
@@ -188,11 +190,16 @@ async def _measure(runner: CheckRunner, specs: list[CheckSpec], total: int, conc
     row.handshakes += sessions.full - full0 + sessions.resumed - resumed0
 
 
-def _floor(addresses: list[str], port: int, context: ssl.SSLContext, total: int, resume: bool, row: Row) -> None:
-    """The same check without asyncio or healthd: blocking sockets, one after another."""
+def _floor(addresses: list[str], port: int, context: ssl.SSLContext, total: int, row: Row,
+           sessions: dict[str, object] | None) -> None:
+    """The same check without asyncio or healthd: blocking sockets, one after another.
+
+    With `sessions` (address -> last session, kept between calls), each handshake offers one.
+    """
     request = f"GET / HTTP/1.1\r\nHost: {NAME}\r\nConnection: close\r\n\r\n".encode()
     linger = struct.pack("ii", 1, 0)
-    sessions: dict[str, ssl.SSLSession] = {}
+    resume = sessions is not None
+    sessions = {} if sessions is None else sessions
     stop_at = time.monotonic() + ROW_LIMIT
     done = 0
     t0, wall0 = os.times(), time.perf_counter()
@@ -202,8 +209,13 @@ def _floor(addresses: list[str], port: int, context: ssl.SSLContext, total: int,
         address = addresses[i % len(addresses)]
         raw = socket.create_connection((address, port), timeout=3)
         raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # Finished and request: no Nagle wait
         try:
-            conn = context.wrap_socket(raw, session=sessions.get(address) if resume else None)
+            conn = context.wrap_socket(raw, do_handshake_on_connect=False)
+            session = sessions.get(address) if resume else None
+            if session is not None:
+                sslsession.offer(conn, session)  # type: ignore[arg-type]
+            conn.do_handshake()
             conn.sendall(request)
             body = b""
             while chunk := conn.recv(65536):
@@ -211,8 +223,8 @@ def _floor(addresses: list[str], port: int, context: ssl.SSLContext, total: int,
             row.failed += b"bench: ok" not in body
             row.handshakes += 1
             row.resumed += conn.session_reused
-            if resume and conn.session is not None:
-                sessions[address] = conn.session
+            if resume and (taken := sslsession.take(conn)) is not None:  # type: ignore[arg-type]
+                sessions[address] = taken
             conn.close()
         except OSError:
             row.failed += 1
@@ -240,14 +252,16 @@ async def _rows(args: argparse.Namespace, ca_file: str) -> list[Row]:
     rows = {name: Row(name) for name, _, _ in plan}
     floor_full, floor_resumed = Row("floor: bare ssl loop, full handshake"), Row(
         "floor: bare ssl loop, TLS 1.3 tickets")
+    floor_sessions: dict[str, object] = {}
     try:
         for _, specs, _ in plan:  # warm up: first connections, and every real's first (full) handshake
             await _measure(runner, specs, len(specs), args.concurrency, Row("warm-up"))
+        _floor(addresses, PORT + KINDS[TICKETS][0], context, len(addresses), Row("warm-up"), floor_sessions)
         for _ in range(args.rounds):
             for name, specs, count in plan:
                 await _measure(runner, specs, count, args.concurrency, rows[name])
-            _floor(addresses, PORT + KINDS[FULL][0], context, max(1, args.checks // 5), False, floor_full)
-            _floor(addresses, PORT + KINDS[TICKETS][0], context, args.checks, True, floor_resumed)
+            _floor(addresses, PORT + KINDS[FULL][0], context, max(1, args.checks // 5), floor_full, None)
+            _floor(addresses, PORT + KINDS[TICKETS][0], context, args.checks, floor_resumed, floor_sessions)
     finally:
         await runner.close()
     return [*rows.values(), floor_full, floor_resumed]
@@ -279,7 +293,8 @@ async def _engine(n: int, window: float, ca_file: str) -> EngineResult:
     from healthd.vocab import State
 
     addresses = loopback_addresses(n, first_octet=78)
-    lines = ["checkinterval=1", "checktimeout=3", "failurecount=1", "quiescent=no", f"tlscafile={ca_file}", ""]
+    lines = ["checkinterval=1", "checktimeout=3", "failurecount=1", "quiescent=no", f"tlscafile={ca_file}",
+             ""]
     for i in range(0, n, 100):
         lines.append(f"virtual=10.{i // 25000}.{i // 100 % 250}.1:443")
         lines += [f"\treal={a}:{PORT + KINDS[TICKETS][0]} masq" for a in addresses[i : i + 100]]
@@ -301,12 +316,14 @@ async def _engine(n: int, window: float, ca_file: str) -> EngineResult:
         runs = sched.runs_finished - runs0
         stats = sched.stats(exact=True)
         full, resumed = sessions.full - full0, sessions.resumed - resumed0
-        down = sum(1 for spec in engine._users if (rec := engine.health.get(spec)) and rec.state is not State.UP)
+        down = sum(1 for spec in engine._users
+                   if (rec := engine.health.get(spec)) and rec.state is not State.UP)
         shed = sched.ticks_shed - shed0
     finally:
         await engine.stop(cleanstop=True)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return EngineResult(n, runs / (wall1 - wall0), (cpu1 - cpu0) / max(runs, 1) * 1e6, (cpu1 - cpu0) / (wall1 - wall0),
+    cpu, wall = cpu1 - cpu0, wall1 - wall0
+    return EngineResult(n, runs / wall, cpu / max(runs, 1) * 1e6, cpu / wall,
                         stats.lateness_p99 * 1000, stats.lateness_max * 1000,
                         resumed / max(full + resumed, 1), down, shed, rss, os.getloadavg())
 
@@ -315,8 +332,9 @@ async def _engine(n: int, window: float, ca_file: str) -> EngineResult:
 
 
 def _report(rows: list[Row], args: argparse.Namespace, load: tuple[float, ...]) -> None:
-    print(f"\nchecks per row: {args.checks} (full handshakes: {max(1, args.checks // 5)}), {args.rounds} rounds "
-          f"(median), {args.concurrency} in flight, {args.addresses} loopback addresses = reals, nginx 1 worker; "
+    print(f"\nchecks per row: {args.checks} (full handshakes: {max(1, args.checks // 5)}), {args.rounds} "
+          f"rounds (median), {args.concurrency} in flight, {args.addresses} loopback addresses = reals, "
+          f"nginx 1 worker; "
           f"load average before: {' '.join(f'{x:.1f}' for x in load)}")
     print(f"{'row':44} {'us CPU/check':>12} {'user':>7} {'checks/s':>9} {'1-core max/s':>12} "
           f"{'resumed':>8} {'failed':>6}")
@@ -342,10 +360,12 @@ def _report(rows: list[Row], args: argparse.Namespace, load: tuple[float, ...]) 
 def _report_engine(r: EngineResult) -> None:
     print(f"\nengine: {r.n} HTTPS reals (TLS 1.3 tickets), checkinterval 1: {r.rate:.0f} checks/s, "
           f"{r.cpu_us:.0f} us CPU per check, {r.cpu_share * 100:.0f} % of one core, lateness p99 "
-          f"{r.lateness_p99_ms:.1f} ms (max {r.lateness_max_ms:.0f} ms), {r.resumed_share * 100:.1f} % resumed, "
+          f"{r.lateness_p99_ms:.1f} ms (max {r.lateness_max_ms:.0f} ms), {r.resumed_share * 100:.1f} % "
+          f"resumed, "
           f"{r.shed} ticks shed, {r.down} reals not up at the end, peak RSS {r.rss_mb:.0f} MB; load average "
           f"{' '.join(f'{x:.1f}' for x in r.load)}")
-    print(f"  vs the reference: {r.n} full handshakes a second would take {r.n * PREVIOUS_FULL_US / 1e6:.1f} cores")
+    print(f"  one core at this cost: {1e6 / r.cpu_us:.0f} checks/s; {r.n} full handshakes a second at the "
+          f"reference cost would take {r.n * PREVIOUS_FULL_US / 1e6:.1f} cores")
 
 
 def main(argv: list[str]) -> int:
@@ -379,8 +399,8 @@ def main(argv: list[str]) -> int:
         _report(rows, args, load)
         sys.stdout.flush()
         if args.engine_reals:
-            with nginx(loopback_addresses(args.engine_reals, first_octet=78), {TICKETS: KINDS[TICKETS]}, False,
-                       material):
+            engine_addresses = loopback_addresses(args.engine_reals, first_octet=78)
+            with nginx(engine_addresses, {TICKETS: KINDS[TICKETS]}, False, material):
                 result = asyncio.run(asyncio.wait_for(_engine(args.engine_reals, args.window, ca_file),
                                                       args.window + 60))
             _report_engine(result)
