@@ -370,14 +370,14 @@ def _report_engine(r: EngineResult) -> None:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench tls", description=__doc__.split("\n")[0])
-    parser.add_argument("--checks", type=int, default=2000, help="checks per row and round (default 2000)")
+    parser.add_argument("--checks", type=int, default=1500, help="checks per row and round (default 1500)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds; the median is shown (default 3)")
     parser.add_argument("--concurrency", type=int, default=50, help="checks in flight (default 50)")
     parser.add_argument("--addresses", type=int, default=200, help="loopback addresses = reals (default 200)")
     parser.add_argument("--engine-reals", type=int, default=2000, help="HTTPS reals for the engine run "
                                                                        "(default 2000; 0: no engine run)")
-    parser.add_argument("--window", type=float, default=15.0, help="seconds the engine run is measured "
-                                                                   "(default 15)")
+    parser.add_argument("--window", type=float, default=20.0, help="seconds the engine run is measured "
+                                                                   "(default 20)")
     args = parser.parse_args(argv)
     if min(args.checks, args.rounds, args.concurrency, args.addresses) < 1 or args.engine_reals < 0:
         parser.error("--checks, --rounds, --concurrency and --addresses must be positive")
