@@ -14,7 +14,8 @@ of this process per check (user + sys) and the share of handshakes resumed.
 Floor, in the same run: a bare blocking Python ssl loop, no asyncio, one check after
 another (connect, handshake offering the address's last session, GET, read to the end,
 RST close), full and resumed, taking and offering sessions as healthd does
-(healthd.checks.sslsession). Reference: the previous full-handshake figure, 2,125 µs
+(healthd.checks.sslsession). And OpenSSL's part alone: the client side of a resumed
+handshake and one GET over memory BIOs, no sockets. Reference: the previous full-handshake figure, 2,125 µs
 per HTTPS check (bench/checks_results.md, `./run bench checks`, load ~5).
 
 Then the engine (`--engine-reals`, default 2,000; 0 skips it): that many HTTPS reals on
@@ -238,7 +239,58 @@ def _floor(addresses: list[str], port: int, context: ssl.SSLContext, total: int,
     row.rate.append(done / wall)
 
 
-async def _rows(args: argparse.Namespace, ca_file: str) -> list[Row]:
+def _memory_floor(client: ssl.SSLContext, server: ssl.SSLContext, total: int, row: Row) -> None:
+    """OpenSSL alone: the client's side of a resumed TLS 1.3 handshake, a GET and its answer, over
+    memory BIOs against an in-process server; only the client's calls are timed (thread CPU). The
+    server's work in between leaves the caches colder than a real client's: an upper estimate."""
+    request = f"GET / HTTP/1.1\r\nHost: {NAME}\r\n\r\n".encode()
+    answer = b"HTTP/1.1 200 OK\r\n\r\nok"
+    session = None
+    spent = 0
+
+    def step(obj: ssl.SSLObject) -> None:
+        with contextlib.suppress(ssl.SSLWantReadError):
+            obj.do_handshake()
+
+    for i in range(total + 1):
+        ci, co, si, so = ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO()
+        t0 = time.thread_time_ns()
+        c = client.wrap_bio(ci, co)
+        if session is not None:
+            sslsession.offer(c, session)
+        step(c)
+        hello = co.read()
+        t1 = time.thread_time_ns()
+        srv = server.wrap_bio(si, so, server_side=True)
+        si.write(hello)
+        step(srv)
+        flight = so.read()
+        t2 = time.thread_time_ns()
+        ci.write(flight)
+        step(c)
+        c.write(request)
+        finished = co.read()
+        t3 = time.thread_time_ns()
+        si.write(finished)
+        step(srv)
+        srv.read(1024)
+        srv.write(answer)
+        reply = so.read()
+        t4 = time.thread_time_ns()
+        ci.write(reply)
+        with contextlib.suppress(ssl.SSLWantReadError):
+            while c.read(65536):
+                pass
+        row.handshakes += session is not None
+        row.resumed += session is not None and c.session_reused
+        session = sslsession.take(c)
+        t5 = time.thread_time_ns()
+        if i:  # the first one (a full handshake) is not counted
+            spent += (t1 - t0) + (t3 - t2) + (t5 - t4)
+    row.us.append(spent / max(total, 1) / 1000)
+
+
+async def _rows(args: argparse.Namespace, ca_file: str, material_file: str) -> list[Row]:
     addresses = loopback_addresses(args.addresses)
     runner = CheckRunner(CheckContext())
     await runner.start()
@@ -253,6 +305,9 @@ async def _rows(args: argparse.Namespace, ca_file: str) -> list[Row]:
     floor_full, floor_resumed = Row("floor: bare ssl loop, full handshake"), Row(
         "floor: bare ssl loop, TLS 1.3 tickets")
     floor_sessions: dict[str, object] = {}
+    floor_memory = Row("OpenSSL client work alone, TLS 1.3 resumed")
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(material_file)
     try:
         for _, specs, _ in plan:  # warm up: first connections, and every real's first (full) handshake
             await _measure(runner, specs, len(specs), args.concurrency, Row("warm-up"))
@@ -262,9 +317,10 @@ async def _rows(args: argparse.Namespace, ca_file: str) -> list[Row]:
                 await _measure(runner, specs, count, args.concurrency, rows[name])
             _floor(addresses, PORT + KINDS[FULL][0], context, max(1, args.checks // 5), floor_full, None)
             _floor(addresses, PORT + KINDS[TICKETS][0], context, args.checks, floor_resumed, floor_sessions)
+            _memory_floor(context, server, args.checks, floor_memory)
     finally:
         await runner.close()
-    return [*rows.values(), floor_full, floor_resumed]
+    return [*rows.values(), floor_full, floor_resumed, floor_memory]
 
 
 # ---- the engine: N HTTPS reals at checkinterval 1 ------------------------------------------
@@ -345,6 +401,7 @@ def _report(rows: list[Row], args: argparse.Namespace, load: tuple[float, ...]) 
               f"{share:>8} {r.failed:6d}")
     by = {r.name: r.median for r in rows}
     floor_resumed = by["floor: bare ssl loop, TLS 1.3 tickets"]
+    openssl_alone = by["OpenSSL client work alone, TLS 1.3 resumed"]
     floor_full = by["floor: bare ssl loop, full handshake"]
     print(f"\nreference: {PREVIOUS_FULL_US:.0f} us per HTTPS check with a full handshake "
           f"(bench/checks_results.md); target <= {TARGET_US:.0f} us per resumed check")
@@ -355,6 +412,8 @@ def _report(rows: list[Row], args: argparse.Namespace, load: tuple[float, ...]) 
         print(f"  {r.name[7:]:36} {r.median:7.0f} us: {PREVIOUS_FULL_US / r.median:5.2f}x cheaper than the "
               f"reference, {r.median / floor:4.2f}x the bare-ssl floor ({floor:.0f} us)"
               + ("" if FULL in r.name else f", {'meets' if r.median <= TARGET_US else 'misses'} the target"))
+    print(f"  of a resumed check, OpenSSL's client work alone (memory BIOs, no sockets, no asyncio; the "
+          f"server runs in the same thread, between the timed calls) is {openssl_alone:.0f} us")
 
 
 def _report_engine(r: EngineResult) -> None:
@@ -391,12 +450,14 @@ def main(argv: list[str]) -> int:
         print("bench tls: trustme is not installed (./run setup installs the test extra)", file=sys.stderr)
         return 1
     ca_file = f"/tmp/healthd-bench-tls-ca-{os.getpid()}.pem"
+    material_file = f"/tmp/healthd-bench-tls-server-{os.getpid()}.pem"  # the in-memory floor's server
     material = _material(ca_file)
     print(f"healthd tls bench: {os.cpu_count()} CPUs, {ssl.OPENSSL_VERSION}, Python {sys.version.split()[0]}")
     try:
         load = os.getloadavg()
         with nginx(loopback_addresses(args.addresses), KINDS, True, material):
-            rows = asyncio.run(_rows(args, ca_file))
+            Path(material_file).write_bytes(material[0] + material[1])
+            rows = asyncio.run(_rows(args, ca_file, material_file))
         _report(rows, args, load)
         sys.stdout.flush()
         if args.engine_reals:
@@ -409,8 +470,9 @@ def main(argv: list[str]) -> int:
         print(f"bench tls: {exc}", file=sys.stderr)
         return 1
     finally:
-        with contextlib.suppress(OSError):
-            os.unlink(ca_file)
+        for path in (ca_file, material_file):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
     if any(r.failed for r in rows):
         print("warning: some checks failed; the figures include failures", file=sys.stderr)
     return 0
