@@ -57,7 +57,7 @@ class TlsSessions:
         self._clock = clock
         self._entries: dict[Hashable, _Entry] = {}
         self._next_sweep = clock() + _SWEEP_EVERY
-        self.full = 0  # handshakes that verified a certificate (counted for tests and benches)
+        self.full = 0  # full handshakes completed, and resumed ones (counted for tests and benches)
         self.resumed = 0
 
     def __len__(self) -> int:
