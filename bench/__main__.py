@@ -6,8 +6,13 @@ import importlib
 import sys
 
 BENCHMARKS = {
-    "checks": "bench.checks", "engine": "bench.engine", "hotpath": "bench.hotpath", "ipvs": "bench.ipvs",
-    "outputs": "bench.outputs", "web": "bench.web",
+    "checks": "bench.checks",
+    "engine": "bench.engine",
+    "hotpath": "bench.hotpath",
+    "ipvs": "bench.ipvs",
+    "outputs": "bench.outputs",
+    "tls": "bench.tls",
+    "web": "bench.web",
 }
 
 

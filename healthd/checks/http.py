@@ -11,7 +11,9 @@ Behaviour (as ldirectord, with its weak spots fixed):
 - `httpmethod` (GET or HEAD) of `request` on address:port; Host is `virtualhost`, else the
   real's address (IPv6 in brackets, `:port` added when not the scheme's default).
 - https: TLS as spec.tls says (healthd.checks.tls: by default the chain is verified and the
-  name is not, as Debian's ldirectord does); SNI from `virtualhost` (or `tlsname`).
+  name is not, as Debian's ldirectord does); SNI from `virtualhost` (or `tlsname`). The real's
+  TLS session is resumed from one check to the next (healthd.checks.tlsresume): a resumed
+  handshake costs a fraction of a full one.
 - http_proxy: the real is a proxy, so the request line carries an absolute URL: `request`
   itself when it is one (`http://www.example.com/`), else `http://HOST[:port]/request`.
 - Redirects (301, 302, 303, 307, 308) are followed as ldirectord's LWP does, up to 7,
@@ -35,7 +37,7 @@ import string
 from urllib.parse import quote
 
 from healthd import __version__, vocab
-from healthd.checks import failures
+from healthd.checks import failures, sslsession
 from healthd.checks.context import CheckContext
 from healthd.checks.httpparse import ParseState, ResponseParser
 from healthd.checks.poller import Poller
@@ -111,11 +113,12 @@ class _Exchange:
     """
 
     __slots__ = ("decide_on_status", "fd", "handshaken", "incoming", "out", "outgoing", "parser", "poller",
-                  "reading", "request", "sock", "tls", "verdict", "writing")
+                  "reading", "request", "sock", "tls", "tls_error", "verdict", "writing")
 
     def __init__(self, poller: Poller, sock: socket.socket, request: bytes,
                  parser: ResponseParser, decide_on_status: bool, verdict: asyncio.Future[str | None],
-                 tls: ssl.SSLContext | None = None, server_hostname: str | None = None) -> None:
+                 tls: ssl.SSLContext | None = None, server_hostname: str | None = None,
+                 session: object | None = None) -> None:
         self.poller = poller
         self.sock = sock
         self.fd = sock.fileno()
@@ -127,10 +130,13 @@ class _Exchange:
         self.writing = False
         self.out = b""  # bytes waiting to be sent
         self.handshaken = tls is None
+        self.tls_error = False  # the TLS layer failed (not the HTTP exchange): its session is not kept
         if tls is not None:
             self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
             self.tls: ssl.SSLObject | None = tls.wrap_bio(self.incoming, self.outgoing,
                                                          server_hostname=server_hostname)
+            if session is not None:
+                sslsession.offer(self.tls, session)
         else:
             self.tls = None
 
@@ -200,6 +206,7 @@ class _Exchange:
             try:
                 data, eof = self._tls_receive(data)
             except ssl.SSLError as exc:
+                self.tls_error = True
                 self._settle(failures.of_exception(exc))
                 return
             if not self.handshaken:
@@ -327,7 +334,7 @@ async def conclude(spec: CheckSpec, ctx: CheckContext, parser: ResponseParser,
 async def _exchange(spec: CheckSpec, ctx: CheckContext, request: bytes, parser: ResponseParser,
                     decide_on_status: bool) -> str | None:
     """One connection to the real: send `request`, feed `parser`; the failure detail, or None."""
-    tls_context = server_hostname = None
+    tls_context = server_hostname = session = session_key = None
     if spec.scheme == "https":  # resolved by the config layer, from service= or the URL
         policy = policy_of("https", spec.address, spec.virtualhost, spec.tls)
         try:
@@ -335,6 +342,8 @@ async def _exchange(spec: CheckSpec, ctx: CheckContext, request: bytes, parser: 
         except TlsSetupError as exc:
             return str(exc)
         server_hostname = policy.server_hostname
+        session_key = (spec.address, spec.port, policy)  # resumed when possible (healthd.checks.tlsresume)
+        session = ctx.sessions.offer(session_key, tls_context)
     verdict: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
     sock = socket.socket(socket.AF_INET6 if spec.family == 6 else socket.AF_INET,
                          socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
@@ -342,13 +351,18 @@ async def _exchange(spec: CheckSpec, ctx: CheckContext, request: bytes, parser: 
     try:
         reset_on_close(sock)
         exchange = _Exchange(ctx.poller, sock, request, parser, decide_on_status, verdict,
-                             tls_context, server_hostname)
+                             tls_context, server_hostname, session)
         exchange.start((spec.address, spec.port))
         return await verdict
     except OSError as exc:  # ssl.SSLError is an OSError
+        if exchange is not None and isinstance(exc, ssl.SSLError):
+            exchange.tls_error = True
         return failures.of_exception(exc)
     finally:
         if exchange is not None:
+            if session_key is not None:  # the response was read: a TLS 1.3 ticket is in by now
+                done = exchange.handshaken and not exchange.tls_error
+                ctx.sessions.settle(session_key, tls_context, exchange.tls if done else None)  # type: ignore[arg-type]
             exchange.close()
         else:
             sock.close()
