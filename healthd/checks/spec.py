@@ -27,7 +27,9 @@ class CheckSpec:
 
     type: CheckType
     service: str  # one of KNOWN_SERVICES; "none" when the type is not negotiate
-    protocol: ServiceProtocol  # the virtual's protocol
+    # the transport: the virtual's protocol; for a firewall mark TCP, or UDP for dns and sip
+    # (healthd.config.defaults.check_protocol), so that it does not split identical checks
+    protocol: ServiceProtocol
     family: int  # 4 or 6
     address: str  # canonical IP text, no brackets
     port: int  # check port; 0 only for checks that need none (ping, on, off)

@@ -356,7 +356,8 @@ class _Builder:
         own = get("checktimeout"), get("negotiatetimeout")  # this virtual's, then the global ones
         inherited = inherit("checktimeout"), inherit("negotiatetimeout")
         shared = {
-            "type": checktype, "service": service, "protocol": protocol,
+            "type": checktype, "service": service,
+            "protocol": defaults.check_protocol(protocol, checktype, service),
             "httpmethod": get("httpmethod", "GET"),
             "checktimeout": defaults.checktimeout(*own, *inherited),
             "negotiatetimeout": defaults.negotiatetimeout(*own, *inherited),
