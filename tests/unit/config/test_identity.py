@@ -4,6 +4,9 @@ check would be the same, and stays several when the check depends on the virtual
 from __future__ import annotations
 
 import asyncio
+import copy
+import dataclasses
+import pickle
 
 import pytest
 
@@ -156,3 +159,16 @@ async def test_the_engine_runs_each_shared_check_once_per_interval() -> None:
     # ~5 runs of each real's one check in 1 s at interval 0.2; five virtuals' own checks would be ~25
     per_real = [sum(1 for s in runner.runs if s.address == a) for a in REALS]
     assert all(3 <= n <= 7 for n in per_real), per_real
+
+
+def test_the_remembered_hash_follows_equality() -> None:
+    c = cfg(virtuals(FIVE[:2], "{a}:8080 masq", "service=http\nlogin=x\npasswd=secret"))
+    a, b = c.virtuals[0].reals[0].check, c.virtuals[1].reals[0].check
+    assert a == b and a is not b and hash(a) == hash(b)
+    moved = dataclasses.replace(a, port=8081)
+    assert moved != a and hash(moved) == hash(dataclasses.replace(a, port=8081))
+    assert hash(dataclasses.replace(moved, port=8080)) == hash(a)
+    other = dataclasses.replace(a, passwd="other")  # secrets are part of the identity, not of repr
+    assert other != a and {a: 1}.get(other) is None and "secret" not in repr(a)
+    for twin in (copy.copy(a), copy.deepcopy(a), pickle.loads(pickle.dumps(a))):
+        assert twin == a and hash(twin) == hash(a) and twin.passwd == "secret"
