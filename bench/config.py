@@ -225,8 +225,11 @@ def sharing_part(window: float, null_checks: bool) -> None:
                 base = rate, cpu
             else:
                 ratio = f"   x{rate / base[0]:.2f} the checks, x{cpu / base[1]:.2f} the CPU of 1 virtual"
+            if rate < 0.9 * identities:
+                ratio += "   (checks fell behind: the machine is too busy for this row)"
             print(f"  {name:32} {destinations:5d} destinations, {identities:5d} identities: "
-                  f"{rate:6.0f} checks/s, CPU {cpu * 1000:4.0f} ms/s{ratio}")
+                  f"{rate:6.0f} checks/s (of {identities}/s due), CPU {cpu * 1000:4.0f} ms/s = "
+                  f"{cpu / max(rate, 1) * 1e6:4.0f} us per check{ratio}")
             sys.stdout.flush()
 
 
