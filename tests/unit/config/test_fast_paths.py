@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from healthd.config.lexer import strip_comment
 from healthd.config.lookup import literal_ip
 
-from .conftest import problems
+from .conftest import cfg, problems
 
 
 def long_way(host: str, family: int) -> str | None:
@@ -65,3 +65,13 @@ def test_a_bad_receive_is_refused_on_every_line_that_has_it() -> None:
     text = ("virtual=10.0.0.1:80\n\treal=10.0.0.2:80 gate\n\tservice=http\n\treceive=\"a(?{ 1 })\"\n"
             "virtual=10.0.0.9:80\n\treal=10.0.0.2:80 gate\n\tservice=http\n\treceive=\"a(?{ 1 })\"\n")
     assert [p.split(":")[0] for p in problems(text)] == ["4", "8"]
+
+
+def test_the_https_checks_read_lwps_ca_variables_at_each_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the loader reads the environment once per load (a copy), not once per real: still each load's
+    text = "virtual=10.0.0.1:443\n\treal=10.0.0.2:443 gate\n\treal=10.0.0.3:443 gate\n\tservice=https\n"
+    monkeypatch.delenv("PERL_LWP_SSL_CA_FILE", raising=False)
+    monkeypatch.delenv("HTTPS_CA_FILE", raising=False)
+    assert {r.check.tls.cafile for r in cfg(text).virtuals[0].reals} == {None}
+    monkeypatch.setenv("HTTPS_CA_FILE", "/etc/ssl/certs/ca-certificates.crt")
+    assert {r.check.tls.cafile for r in cfg(text).virtuals[0].reals} == {"/etc/ssl/certs/ca-certificates.crt"}
