@@ -38,6 +38,7 @@ class _Builder:
     errors: list[ConfigIssue] = field(default_factory=list)
     warnings: list[ConfigIssue] = field(default_factory=list)
     tls: PolicyBuilder = field(init=False)
+    globals: GlobalSettings = field(init=False)  # set by global_settings(), read by every section
 
     def __post_init__(self) -> None:
         self.tls = PolicyBuilder(self.error)
@@ -69,7 +70,7 @@ class _Builder:
                       f"cannot open logfile {logfile}: {problem}; {v.LDIRECTORD_WOULD_NOT_START} (except "
                       "with -d or supervised=yes); healthd logs to the journal or stderr instead: "
                       f"{quote(self.draft.settings['logfile'].text)}")
-        return GlobalSettings(
+        self.globals = GlobalSettings(
             checktimeout=self.global_value("checktimeout"),
             negotiatetimeout=self.global_value("negotiatetimeout"),
             checkinterval=self.global_value("checkinterval", defaults.DEFAULT_CHECKINTERVAL),
@@ -102,6 +103,7 @@ class _Builder:
             agentport=self.global_value("agentport", 0),
             announce=self.global_value("announce", False),
         )
+        return self.globals
 
     def fallback(self, setting: Setting | None, family: int, protocol: ServiceProtocol,
                  default_port: int) -> Fallback | None:
@@ -165,6 +167,7 @@ class _Builder:
         def get(name: str, default: Any = None) -> Any:
             return settings[name].value if name in settings else default
 
+        g = self.globals
         where = Setting(None, section.line, section.text)
         family = 6 if section.v6 else 4
         written = section.address
@@ -228,21 +231,21 @@ class _Builder:
             scheduler=get("scheduler", "wrr"), persistent=get("persistent"), netmask=get("netmask"),
             schedflags=get("schedflags", ()), ops=ops, reals=tuple(reals),
             fallback=fallback,
-            fallbackcommand=get("fallbackcommand", self.global_value("fallbackcommand")),
-            notifycommand=get("notifycommand", self.global_value("notifycommand")),
-            quiescent=get("quiescent", self.global_value("quiescent", False)),
-            cleanstop=get("cleanstop", self.global_value("cleanstop", True)),
+            fallbackcommand=get("fallbackcommand", g.fallbackcommand),
+            notifycommand=get("notifycommand", g.notifycommand),
+            quiescent=get("quiescent", g.quiescent),
+            cleanstop=get("cleanstop", g.cleanstop),
             service=service, checktype=checktype, connect_every=every, servicename=get("servicename"),
             comment=get("comment"), monitorfile=get("monitorfile"),
-            emailalert=get("emailalert", self.global_value("emailalert")),
-            emailalertfreq=get("emailalertfreq", self.global_value("emailalertfreq", 0)),
-            emailalertstatus=get("emailalertstatus", self.global_value("emailalertstatus", ("all",))),
-            smtp=get("smtp", self.global_value("smtp")),
-            slowstart=get("slowstart", self.global_value("slowstart", 0.0)),
-            drain=get("drain", self.global_value("drain", 0.0)),
-            depoolthreshold=get("depoolthreshold", self.global_value("depoolthreshold", 0.0)),
+            emailalert=get("emailalert", g.emailalert),
+            emailalertfreq=get("emailalertfreq", g.emailalertfreq),
+            emailalertstatus=get("emailalertstatus", g.emailalertstatus),
+            smtp=get("smtp", g.smtp),
+            slowstart=get("slowstart", g.slowstart),
+            drain=get("drain", g.drain),
+            depoolthreshold=get("depoolthreshold", g.depoolthreshold),
             line=section.line,
-            announce=fwmark is None and get("announce", self.global_value("announce", False)),
+            announce=fwmark is None and get("announce", g.announce),
         )
 
     def protocol(self, written: VirtualAddress, settings: dict[str, Setting]) -> ServiceProtocol:
@@ -352,20 +355,20 @@ class _Builder:
         if checktype is CheckType.CONNECT and protocol is ServiceProtocol.UDP:
             checktype = CheckType.PING  # ldirectord checks UDP "connect" with ping
         service = service if checktype is CheckType.NEGOTIATE else "none"
-        inherit = self.global_value
+        g = self.globals
         own = get("checktimeout"), get("negotiatetimeout")  # this virtual's, then the global ones
-        inherited = inherit("checktimeout"), inherit("negotiatetimeout")
+        inherited = g.checktimeout, g.negotiatetimeout
         shared = {
             "type": checktype, "service": service,
             "protocol": defaults.check_protocol(protocol, checktype, service),
             "httpmethod": get("httpmethod", "GET"),
             "checktimeout": defaults.checktimeout(*own, *inherited),
             "negotiatetimeout": defaults.negotiatetimeout(*own, *inherited),
-            "checkinterval": get("checkinterval", inherit("checkinterval", defaults.DEFAULT_CHECKINTERVAL)),
-            "failurecount": get("failurecount", inherit("failurecount", 1)),
-            "successcount": get("successcount", inherit("successcount", 1)),
-            "fastinterval": get("fastinterval", inherit("fastinterval", 0.0)),
-            "checkcount": get("checkcount", inherit("checkcount", 1)),
+            "checkinterval": get("checkinterval", g.checkinterval),
+            "failurecount": get("failurecount", g.failurecount),
+            "successcount": get("successcount", g.successcount),
+            "fastinterval": get("fastinterval", g.fastinterval),
+            "checkcount": get("checkcount", g.checkcount),
             "connect_every": every,
             "login": get("login", defaults.default_login(service)),
             "passwd": get("passwd", defaults.default_passwd(service)),
@@ -377,7 +380,7 @@ class _Builder:
         return _CheckSettings(
             checktype=checktype, service=service, shared=shared, request=get("request"), receive=receive,
             receive_re=receive_re, checkport=get("checkport"), virtualhost=get("virtualhost"),
-            agentport=get("agentport", inherit("agentport", 0)), command=command)
+            agentport=get("agentport", g.agentport), command=command)
 
     def check(self, address: str, port: int, written: RealLine, setting: Setting,
               context: _VirtualContext) -> CheckSpec | None:
