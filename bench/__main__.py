@@ -7,6 +7,7 @@ import sys
 
 BENCHMARKS = {
     "checks": "bench.checks",
+    "config": "bench.config",
     "engine": "bench.engine",
     "hotpath": "bench.hotpath",
     "ipvs": "bench.ipvs",
