@@ -66,7 +66,7 @@ class Syncer(Protocol):
     async def sync(self, desired: Table, managed: frozenset[ServiceKey] | set[ServiceKey]
                    ) -> Sequence[Operation] | None: ...
 
-    async def resync(self) -> None: ...
+    async def resync(self) -> Sequence[Operation] | None: ...
 
 
 class Engine:
@@ -124,7 +124,10 @@ class Engine:
         self._adopted: Table = {}
         self._retired: set[ServiceKey] = set()  # left the config: removed at the next sync
         self._dirty: set[ServiceKey] = set()
-        self.applied: Table = {}  # the last desired table that synced without error
+        self._desired: dict[ServiceKey, Entry] = {}  # each virtual's last plan, kept up to date by _replan
+        self._applied: dict[ServiceKey, Entry] = {}  # the desired entries as last synced without error
+        self._full_sync = True  # the next sync dumps and diffs everything (start, after an error)
+        self.resyncs = 0
         self._wake = asyncio.Event()
         self._gen = 0  # bumps on every change that needs a sync
         self._applied_gen = 0
@@ -188,6 +191,7 @@ class Engine:
         self._retired |= gone
         for key in gone:
             self._plans.pop(key, None)
+            self._desired.pop(key, None)
             self._safety.pop(key, None)
             self._shaped.pop(key, None)
             self._conns.pop(key, None)
@@ -195,6 +199,7 @@ class Engine:
         self._configure_maintenance(config)
         self.scheduler.update(self._users)
         self._replan(set(self._virtuals))
+        self._dirty |= set(self._virtuals) | gone
         self._mark_dirty()
         self._freeze()
 
@@ -234,10 +239,10 @@ class Engine:
         }
         if not remove and not self._retired:
             return
-        desired = {k: e for k, e in self._plans_table().items() if k not in remove}
+        desired = {k: e for k, e in self._desired.items() if k not in remove}
         try:
             await self._reconciler.sync(desired, remove | self._retired)
-            self.applied = desired
+            self._applied = desired
         except Exception as exc:
             self.events.emit(events.SyncFailed(f"{type(exc).__name__}: {exc}"))
 
@@ -246,6 +251,11 @@ class Engine:
         target = self._gen
         async with self._applied_cond:
             await self._applied_cond.wait_for(lambda: self._applied_gen >= target or self._stopping)
+
+    @property
+    def applied(self) -> Table:
+        """The last desired table that synced without error, less the entries the kernel refused."""
+        return without_refused(self._applied, self._refusals())
 
     # -- inputs ---------------------------------------------------------------------------------
 
@@ -300,12 +310,19 @@ class Engine:
     # -- applying -----------------------------------------------------------------------------
 
     async def _apply_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        interval = self.resync_interval
+        next_resync = loop.time() + interval if interval else None
         while not self._stopping:
-            if self.resync_interval:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), self.resync_interval)
-                except TimeoutError:
+            if next_resync is not None:
+                # drift repair keeps its own clock: a busy table (a sync every few ms) must not starve it
+                if loop.time() >= next_resync:
                     await self._resync()
+                    next_resync = loop.time() + interval  # type: ignore[operator]
+                    continue
+                try:
+                    await asyncio.wait_for(self._wake.wait(), next_resync - loop.time())
+                except TimeoutError:
                     continue
             else:
                 await self._wake.wait()
@@ -317,7 +334,7 @@ class Engine:
             gen = self._gen
             dirty, self._dirty = self._dirty, set()
             self._replan(dirty)
-            await self._sync_now(gen)
+            await self._sync_now(gen, dirty | self._retired)
             self._follow_fallbacks()
             if first:
                 self._first.applied()
@@ -330,11 +347,17 @@ class Engine:
         if self.last_sync_error is not None:
             return
         try:
-            await self._reconciler.resync()
+            repaired = await self._reconciler.resync()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            self._full_sync = True
             self.events.emit(events.SyncFailed(f"resync: {type(exc).__name__}: {exc}"))
+            return
+        self.resyncs += 1
+        if repaired:
+            self._notice(f"IPVS table drifted from healthd's (changed by hand?): repaired with "
+                         f"{len(repaired)} operation{'s' if len(repaired) != 1 else ''}")
 
     def _replan(self, keys: set[ServiceKey]) -> None:
         settings = self.config.settings
@@ -357,6 +380,7 @@ class Engine:
             self._shaped[key] = shaped
             plan = VirtualPlan(shaped.entry, shaped.fallback_active)
             self._plans[key] = plan
+            self._desired[key] = plan.entry
             if previous is not None and previous.fallback_active != plan.fallback_active:
                 self.events.emit(events.FallbackChanged(virtual, plan.fallback_active))
         self._arm_waker()
@@ -455,28 +479,42 @@ class Engine:
         dest = entry.dests.get(fkey)
         return dest is not None and dest.weight > 0
 
-    def _plans_table(self) -> dict[ServiceKey, Entry]:
-        return {key: plan.entry for key, plan in self._plans.items()}
-
-    async def _sync_now(self, gen: int | None = None) -> None:
-        desired = self._plans_table()
-        managed = set(desired) | self._retired
+    async def _sync_now(self, gen: int | None = None, changed: set[ServiceKey] | None = None) -> None:
+        """Sync the desired table: only the services in `changed` when the reconciler can
+        (`update`, O(change)), everything against a fresh dump otherwise (start, after an error)."""
+        desired = self._desired
+        update = getattr(self._reconciler, "update", None)
+        full = changed is None or update is None or self._full_sync
         started = time.monotonic()
         try:
-            operations = await self._reconciler.sync(desired, managed)
+            if full:
+                operations = await self._reconciler.sync(dict(desired), set(desired) | self._retired)
+            else:
+                operations = await update(desired, changed)  # type: ignore[misc]
         except asyncio.CancelledError:
+            self._full_sync = True
             raise
         except Exception as exc:
+            self._full_sync = True
             self.last_sync_error = f"{type(exc).__name__}: {exc}"
             self.events.emit(events.SyncFailed(self.last_sync_error))
         else:
+            self._full_sync = False
             self.last_sync_error = None
-            self.applied = without_refused(desired, self._refusals())
+            if full:
+                self._applied = dict(desired)
+            else:
+                for key in changed:  # type: ignore[union-attr]
+                    entry = desired.get(key)
+                    if entry is None:
+                        self._applied.pop(key, None)
+                    else:
+                        self._applied[key] = entry
             self._retired.clear()
             self.syncs += 1
             self._schedule_retry()
             if self.events.wants(events.TableApplied):
-                self.events.emit(events.TableApplied(desired, self._virtuals, operations or (),
+                self.events.emit(events.TableApplied(dict(self._applied), self._virtuals, operations or (),
                                                      time.monotonic() - started))
         async with self._applied_cond:
             self._applied_gen = max(self._applied_gen, self._gen if gen is None else gen)
