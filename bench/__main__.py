@@ -6,7 +6,7 @@ import importlib
 import sys
 
 BENCHMARKS = {
-    "checks": "bench.checks", "engine": "bench.engine", "ipvs": "bench.ipvs", "outputs": "bench.outputs",
+    "checks": "bench.checks", "engine": "bench.engine", "ipvs": "bench.ipvs", "outputs": "bench.outputs", "reconcile": "bench.reconcile",
     "web": "bench.web",
 }
 
