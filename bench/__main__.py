@@ -6,7 +6,8 @@ import importlib
 import sys
 
 BENCHMARKS = {
-    "checks": "bench.checks", "engine": "bench.engine", "ipvs": "bench.ipvs", "outputs": "bench.outputs", "reconcile": "bench.reconcile",
+    "checks": "bench.checks", "engine": "bench.engine", "ipvs": "bench.ipvs", "outputs": "bench.outputs",
+    "reconcile": "bench.reconcile", "reload": "bench.reload",
     "web": "bench.web",
 }
 

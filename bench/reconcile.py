@@ -163,7 +163,8 @@ async def run(sizes: list[int], events: int, kind: str) -> int:
             await backend.close()
         rows.append((n, r))
         print(f"{n:>7} {r['full'] * 1e3:>11.2f} ms {r['update'] * 1e6:>7.0f} µs {r['engine'] * 1e6:>9.0f} µs "
-              f"{r['floor'] * 1e6:>10.0f} µs {r['update'] / r['floor']:>12.1f}× {r['full'] / r['update']:>11.0f}× "
+              f"{r['floor'] * 1e6:>10.0f} µs {r['update'] / r['floor']:>12.1f}× "
+              f"{r['full'] / r['update']:>11.0f}× "
               f"{r['resync'] * 1e3:>7.1f} ms", flush=True)
     big = [r for n, r in rows if n == 10_000]
     if big and kind == "memory":
@@ -174,9 +175,12 @@ async def run(sizes: list[int], events: int, kind: str) -> int:
               f"{PREVIOUS_FULL_MS[1] / engine_ms:.0f}× less")
     if len(rows) > 1:
         first, last = rows[0][1], rows[-1][1]
-        print(f"growth from {rows[0][0]} to {rows[-1][0]} reals: update ×{last['update'] / first['update']:.2f}, "
-              f"engine path ×{last['engine'] / first['engine']:.2f}, full ×{last['full'] / first['full']:.0f}")
-    print(f"median over sizes: update {statistics.median(r['update'] for _, r in rows) * 1e6:.0f} µs per event")
+        print(f"growth from {rows[0][0]} to {rows[-1][0]} reals: "
+              f"update ×{last['update'] / first['update']:.2f}, "
+              f"engine path ×{last['engine'] / first['engine']:.2f}, "
+              f"full ×{last['full'] / first['full']:.0f}")
+    median = statistics.median(r["update"] for _, r in rows)
+    print(f"median over sizes: update {median * 1e6:.0f} µs per event")
     return 0
 
 
@@ -189,7 +193,8 @@ def main(argv: list[str]) -> int:
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     if not all(1 <= n <= 50_000 for n in sizes) or not 1 <= args.events <= 100_000:
         parser.error("sizes 1..50000, events 1..100000")
-    if args.backend == "netlink" and not os.environ.get("HEALTHD_IN_VM") and not Path("/proc/net/ip_vs").exists():
+    in_vm = os.environ.get("HEALTHD_IN_VM")
+    if args.backend == "netlink" and not in_vm and not Path("/proc/net/ip_vs").exists():
         print("bench: this kernel has no IPVS: running in the test VM", file=sys.stderr, flush=True)
         cmd = [sys.executable, "-m", "tests.vm.harness", sys.executable, "-m", "bench", "reconcile", *argv]
         return subprocess.run(cmd, cwd=Path(__file__).resolve().parents[1]).returncode

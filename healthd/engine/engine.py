@@ -22,7 +22,6 @@ for the moment a shaped plan says it changes by itself (`wake_at`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
@@ -32,6 +31,7 @@ from healthd.checks.spec import CheckSpec, Outcome
 from healthd.config.model import Config, Real, Virtual
 from healthd.engine import events
 from healthd.engine.bus import EventBus
+from healthd.engine.carryover import carry_over
 from healthd.engine.commands import FallbackCommands
 from healthd.engine.first_round import FirstRound
 from healthd.engine.gcfreeze import freeze_long_lived
@@ -178,12 +178,14 @@ class Engine:
             self._mark_dirty()
 
     async def reload(self, config: Config) -> None:
-        """Switch to a new config; every check identity that did not change keeps its state."""
+        """Switch to a new config; every check identity that did not change keeps its state and its
+        schedule, every virtual that did not change keeps its plan: only the changed ones are
+        replanned and synced (carryover.carry_over says which)."""
         if not self._started or self._stopping:
             raise RuntimeError("engine not running")
         old_virtuals = self._virtuals
-        with contextlib.suppress(Exception):  # no fresh view: adopt from the old one
-            self._adopted = await self._reconciler.dump()
+        config, changed = carry_over(self.config, config)
+        await self._adopt(changed)
         await self._runner.start({v.service for v in config.virtuals})  # the services it adds
         self.config = config
         self._index(config)
@@ -198,10 +200,31 @@ class Engine:
             self.fallback_commands.retire(key, old_virtuals[key], config.settings.fallbackcommand)
         self._configure_maintenance(config)
         self.scheduler.update(self._users)
-        self._replan(set(self._virtuals))
-        self._dirty |= set(self._virtuals) | gone
+        self._dirty |= changed | gone  # the applier replans them and syncs them alone
         self._mark_dirty()
         self._freeze()
+
+    async def _adopt(self, keys: set[ServiceKey]) -> None:
+        """Refresh the adopted kernel entries of `keys` (a real a reload adds keeps the weight the
+        kernel already gives it while its first checks run): from the reconciler's belief of the
+        table when it has one, else from a dump; with neither, from the old view."""
+        if not keys:
+            return
+        believed = getattr(self._reconciler, "believed", None)
+        view = believed(keys) if believed is not None else None
+        if view is None:
+            try:
+                view = await self._reconciler.dump()
+            except Exception:
+                return
+        adopted = dict(self._adopted)
+        for key in keys:
+            entry = view.get(key)
+            if entry is None:
+                adopted.pop(key, None)
+            else:
+                adopted[key] = entry
+        self._adopted = adopted
 
     async def stop(self, cleanstop: bool | None = None, command_wait: float | None = None) -> None:
         """Stop checking; remove managed services (cleanstop); run `fallbackcommand stop`; close the runner.
@@ -547,8 +570,9 @@ class Engine:
     # -- configuration --------------------------------------------------------------------------
 
     def _configure_maintenance(self, config: Config) -> None:
-        reals = [(r.address, r.port) for v in config.virtuals for r in v.reals]
-        self.maintenance.configure(config.settings.maintenancedir, reals)
+        path = config.settings.maintenancedir
+        reals = [(r.address, r.port) for v in config.virtuals for r in v.reals] if path is not None else []
+        self.maintenance.configure(path, reals)
 
     def _freeze(self) -> None:
         if self.freeze_gc:

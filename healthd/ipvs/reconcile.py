@@ -145,12 +145,14 @@ class Reconciler:
         """The whole table as the backend has it now."""
         return await self.backend.dump()
 
-    def believed(self) -> Table | None:
-        """The managed services as the kernel holds them, by the reconciler's belief (no I/O);
-        None before the first sync or after an error left it in doubt."""
-        if self._services is None:
+    def believed(self, keys: Set[ServiceKey] | None = None) -> Table | None:
+        """The services (all, or those of `keys`) as the kernel holds them by the reconciler's
+        belief, with no I/O; None before the first sync or after an error left it in doubt."""
+        services = self._services
+        if services is None:
             return None
-        return {key: Entry(service, dict(self._dests[key])) for key, service in self._services.items()}
+        wanted = services if keys is None else [k for k in keys if k in services]
+        return {key: Entry(services[key], dict(self._dests[key])) for key in wanted}
 
     async def sync(self, desired: Table, managed: Set[ServiceKey]) -> Sequence[Operation]:
         """Make the managed services equal to `desired`: dump the table, diff every managed service;
