@@ -123,3 +123,40 @@ async def test_after_a_failed_sync_the_next_one_dumps_and_diffs_everything() -> 
         assert weights(await table.dump(), KEY) == {"10.0.0.2:80": 1}
     finally:
         await engine.stop(cleanstop=False)
+
+
+async def test_a_reload_with_one_line_changed_touches_that_line_only() -> None:
+    """Zero flaps, zero new schedules for identities that did not change, one table operation,
+    no dump: the reload re-adopts from the reconciler's belief and syncs the changed virtual alone."""
+    from healthd.config import parse_text
+
+    text = ("checkinterval=0.05\nquiescent=no\n\n" + "".join(
+        f"virtual=10.0.0.{v}:80\n" + "".join(f"\treal=10.1.{v}.{i}:80 masq 1\n" for i in range(1, 6))
+        + '\tservice=http\n\treceive="ok"\n\n' for v in range(1, 4)))
+    table, runner, seen = MemoryTable(), ScriptedRunner(), []
+    rec = Counting(table)
+    engine = Engine(parse_text(text, "a.cf"), runner, rec, resync_interval=None, coalesce=0.002,
+                    on_event=seen.append)
+    await engine.start()
+    try:
+        await asyncio.wait_for(engine.first_round.wait(), 10)
+        await engine.flush()
+        schedules = dict(engine.scheduler._schedules)
+        records = {spec: engine.health.get(spec) for spec in schedules}
+        dumps, full = rec.dumps, rec.full
+        seen.clear()
+        await engine.reload(parse_text("# edited\n" + text.replace("10.1.2.3:80 masq 1", "10.1.2.3:80 masq 7"),
+                                       "a.cf"))
+        await engine.flush()
+        await asyncio.sleep(0.2)  # a few check rounds: nothing may flap
+        assert [e for e in seen if isinstance(e, events.RealChanged)] == []
+        ops = [op for e in seen if isinstance(e, events.TableApplied) for op in e.operations]
+        assert [type(op).__name__ for op in ops] == ["EditDest"] and ops[0].dest.weight == 7
+        assert rec.dumps == dumps and rec.full == full  # no dump, no full diff
+        # every identity kept its schedule object (so its phase) and its health record
+        assert all(engine.scheduler._schedules[spec] is sched for spec, sched in schedules.items())
+        assert all(engine.health.get(spec) is record for spec, record in records.items())
+        assert weights(await table.dump(), ServiceKey(Family.INET, ServiceProtocol.TCP, "10.0.0.2", 80)) == {
+            "10.1.2.1:80": 1, "10.1.2.2:80": 1, "10.1.2.3:80": 7, "10.1.2.4:80": 1, "10.1.2.5:80": 1}
+    finally:
+        await engine.stop(cleanstop=False)
