@@ -57,7 +57,7 @@ class NoRunner:
         pass
 
     async def run(self, spec: object) -> Outcome:
-        raise AssertionError("the bench drives the engine by hand")
+        return Outcome(True, "ok", 0.0)
 
     async def close(self) -> None:
         pass
@@ -76,6 +76,12 @@ async def measure(n: int, events: int, backend: Backend, rng: random.Random) -> 
     reconciler = Reconciler(backend)
     engine = Engine(config, NoRunner(), reconciler, resync_interval=None, freeze_gc=False)
     await engine.start()  # adopts the (empty) table, applies the first table: every real pending, none in
+    # the bench drives health, policy and the reconciler by hand: no scheduled checks, no applier task
+    # (on the kernel's table every await yields to the loop, where they would run)
+    await engine.scheduler.stop()
+    if engine._applier is not None:
+        engine._applier.cancel()
+        await asyncio.gather(engine._applier, return_exceptions=True)
     ok, bad = Outcome(True, "ok", 0.0), Outcome(False, "refused", 0.0)
     reals = [(service_key(v), r) for v in config.virtuals for r in v.reals]
     for _key, real in reals:  # every real up: the whole table in
