@@ -1,10 +1,12 @@
 """The engine: check verdicts in, a reconciled IPVS table out, typed events to its observers.
 
-    outcomes -> HealthBook -> (a state changed) -> coalesce a few ms -> policy -> safety -> Reconciler.sync
+    outcomes -> HealthBook -> (a state changed) -> coalesce a few ms -> policy -> safety -> Reconciler.update
 
 One applier task owns every call to the reconciler, so syncs never overlap and a
-burst of state changes becomes one sync. Policy is recomputed only for the
-virtuals a change touched; the reconciler still gets the whole desired table.
+burst of state changes becomes one sync. Policy is recomputed, and the table
+diffed, only for the virtuals a change touched (Reconciler.update); a full dump +
+diff (Reconciler.sync) runs at start and after an error, and drift repair
+(Reconciler.resync) on its own clock, every `resync_interval` seconds.
 The daemon drives it: start(), reload(config), stop(cleanstop), snapshot(),
 `first_round` (set once every check gave a verdict and the table was applied);
 everything that happens is published on `events` (healthd.engine.bus.EventBus).

@@ -4,8 +4,14 @@ Interface used by the engine:
 
     reconciler = Reconciler(backend)
     table = await reconciler.dump()           # the kernel's table as it is now (adopted at start)
-    ops = await reconciler.sync(desired, managed)   # converge; touches only `managed` services
-    await reconciler.resync()                 # full re-dump + repair of drift
+    ops = await reconciler.sync(desired, managed)   # converge: dump, diff every `managed` service
+    ops = await reconciler.update(desired, changed) # converge `changed` only, against the belief
+    ops = await reconciler.resync()           # full re-dump + repair of drift (the slow clock)
+
+The reconciler keeps a belief of the kernel's table (its last dump, with every operation the
+kernel accepted since), so that `update` costs the diff of the changed services alone: one real
+changing state costs the same at 100 reals as at 10,000. After an error the belief is in doubt
+and the next convergence dumps again; drift `update` cannot see is `resync`'s job.
 
 Every operation the kernel refuses is passed to `on_refused` once (the engine publishes it).
 
