@@ -40,7 +40,7 @@ def test_one_weight_changes_its_virtual_only() -> None:
     old = parse_text(TEXT, "a.cf")
     new = parse_text(TEXT.replace("10.1.0.3:80 masq 1", "10.1.0.3:80 masq 5"), "a.cf")
     carried, changed = carry_over(old, new)
-    first, second = keys(new)
+    _first, second = keys(new)
     assert changed == {second}
     assert carried.virtuals[0] is old.virtuals[0]
     assert carried.virtuals[1] is new.virtuals[1] and carried.virtuals[1].reals[0].weight == 5

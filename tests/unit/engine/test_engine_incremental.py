@@ -145,8 +145,8 @@ async def test_a_reload_with_one_line_changed_touches_that_line_only() -> None:
         records = {spec: engine.health.get(spec) for spec in schedules}
         dumps, full = rec.dumps, rec.full
         seen.clear()
-        await engine.reload(parse_text("# edited\n" + text.replace("10.1.2.3:80 masq 1", "10.1.2.3:80 masq 7"),
-                                       "a.cf"))
+        edited = "# edited\n" + text.replace("10.1.2.3:80 masq 1", "10.1.2.3:80 masq 7")
+        await engine.reload(parse_text(edited, "a.cf"))
         await engine.flush()
         await asyncio.sleep(0.2)  # a few check rounds: nothing may flap
         assert [e for e in seen if isinstance(e, events.RealChanged)] == []
