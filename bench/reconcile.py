@@ -41,13 +41,13 @@ PER_VIRTUAL = 100
 PREVIOUS_FULL_MS = (45.0, 216.0)  # bench/engine_results.md: Reconciler.sync at 10,000 reals, quiet / loaded
 
 
-def config_text(n: int) -> str:
+def config_text(n: int, per_virtual: int = PER_VIRTUAL) -> str:
     out = ["checkinterval=1", "checktimeout=3", "failurecount=1", "quiescent=no", ""]
-    for i in range(0, n, PER_VIRTUAL):
-        v = i // PER_VIRTUAL
+    for i in range(0, n, per_virtual):
+        v = i // per_virtual
         out.append(f"virtual=10.{v // 250}.{v % 250}.1:80")
         out += [f"\treal=10.{100 + j // 62500}.{j // 250 % 250}.{j % 250 + 1}:80 masq"
-                for j in range(i, min(n, i + PER_VIRTUAL))]
+                for j in range(i, min(n, i + per_virtual))]
         out += ["\tservice=http", '\treceive="ok"', "\tscheduler=wrr", ""]
     return "\n".join(out)
 
@@ -71,8 +71,9 @@ async def cpu_per_event(events: int, one: Callable[[int], Awaitable[object]]) ->
     return (time.process_time() - t0) / events
 
 
-async def measure(n: int, events: int, backend: Backend, rng: random.Random) -> dict[str, float]:
-    config = parse_text(config_text(n), f"bench-{n}.cf")
+async def measure(n: int, events: int, backend: Backend, rng: random.Random,
+                  per_virtual: int = PER_VIRTUAL) -> dict[str, float]:
+    config = parse_text(config_text(n, per_virtual), f"bench-{n}.cf")
     reconciler = Reconciler(backend)
     engine = Engine(config, NoRunner(), reconciler, resync_interval=None, freeze_gc=False)
     await engine.start()  # adopts the (empty) table, applies the first table: every real pending, none in
@@ -88,22 +89,24 @@ async def measure(n: int, events: int, backend: Backend, rng: random.Random) -> 
         engine.health.record(real.check, ok)
     engine._replan(set(engine._virtuals))
     await engine._sync_now(None, set(engine._virtuals))
-    desired: dict[ServiceKey, Entry] = dict(engine._desired)
+    # `desired` for the reconciler-only rows: its own dest dicts, flipped in place (O(1) per event)
+    desired: dict[ServiceKey, Entry] = {key: Entry(entry.service, dict(entry.dests))
+                                        for key, entry in engine._desired.items()}
+    dests_of = {k: e.dests for k, e in desired.items()}
+    all_dests = [(key, dest) for key, entry in engine._desired.items() for dest in entry.dests.values()]
     assert sum(len(e.dests) for e in (await backend.dump()).values()) >= n
     freeze_long_lived()  # as the engine does after start and reload: the model out of the collector's sight
 
     def flip(i: int) -> tuple[ServiceKey, Operation]:
         """Take one real out of (or put back into) `desired`; the operation that does it."""
-        key, real = reals[rng.randrange(len(reals))]
-        dests = dict(desired[key].dests)
-        dkey = next(k for k in engine._desired[key].dests if k.address == real.address)
-        if dkey in dests:
-            op: Operation = DeleteDest(key, dkey)
-            del dests[dkey]
+        key, dest = all_dests[rng.randrange(len(all_dests))]
+        dests = dests_of[key]  # type: ignore[assignment]
+        if dest.key in dests:
+            op: Operation = DeleteDest(key, dest.key)
+            del dests[dest.key]  # type: ignore[attr-defined]
         else:
-            op = AddDest(key, engine._desired[key].dests[dkey])
-            dests[dkey] = engine._desired[key].dests[dkey]
-        desired[key] = Entry(desired[key].service, dests)
+            op = AddDest(key, dest)
+            dests[dest.key] = dest  # type: ignore[index]
         return key, op
 
     async def full(i: int) -> None:
@@ -145,9 +148,9 @@ async def measure(n: int, events: int, backend: Backend, rng: random.Random) -> 
     return result
 
 
-async def run(sizes: list[int], events: int, kind: str) -> int:
+async def run(sizes: list[int], events: int, kind: str, per_virtual: int) -> int:
     rng = random.Random(15)
-    print(f"healthd reconcile bench: one real flips per event, {PER_VIRTUAL} reals per virtual, "
+    print(f"healthd reconcile bench: one real flips per event, {per_virtual} reals per virtual, "
           f"{kind} table, CPU time per event; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     print(f"{'reals':>7} {'full (before)':>14} {'update':>10} {'engine path':>12} {'floor (1 op)':>13} "
           f"{'update/floor':>13} {'full/update':>12} {'resync':>10}")
@@ -164,7 +167,7 @@ async def run(sizes: list[int], events: int, kind: str) -> int:
 
             backend = MemoryTable()
         try:
-            r = await measure(n, events, backend, rng)
+            r = await measure(n, events, backend, rng, per_virtual)
         finally:
             await backend.close()
         rows.append((n, r))
@@ -173,7 +176,7 @@ async def run(sizes: list[int], events: int, kind: str) -> int:
               f"{r['full'] / r['update']:>11.0f}× "
               f"{r['resync'] * 1e3:>7.1f} ms", flush=True)
     big = [r for n, r in rows if n == 10_000]
-    if big and kind == "memory":
+    if big and kind == "memory" and per_virtual == PER_VIRTUAL:
         engine_ms = big[0]["engine"] * 1e3
         print(f"reference (issue 4, bench/engine_results.md): Reconciler.sync at 10,000 reals "
               f"{PREVIOUS_FULL_MS[0]:.0f} ms quiet, {PREVIOUS_FULL_MS[1]:.0f} ms loaded per event; "
@@ -195,13 +198,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--sizes", default="100,1000,10000")
     parser.add_argument("--events", type=int, default=300, help="flips measured per size and path")
     parser.add_argument("--backend", choices=("memory", "netlink"), default="memory")
+    parser.add_argument("--per-virtual", type=int, default=PER_VIRTUAL,
+                        help="reals per virtual: the cost of an event grows with its virtual's size")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
-    if not all(1 <= n <= 50_000 for n in sizes) or not 1 <= args.events <= 100_000:
-        parser.error("sizes 1..50000, events 1..100000")
+    if not all(1 <= n <= 50_000 for n in sizes) or not 1 <= args.events <= 100_000 or \
+            not 1 <= args.per_virtual <= 50_000:
+        parser.error("sizes 1..50000, events 1..100000, --per-virtual 1..50000")
     in_vm = os.environ.get("HEALTHD_IN_VM")
     if args.backend == "netlink" and not in_vm and not Path("/proc/net/ip_vs").exists():
         print("bench: this kernel has no IPVS: running in the test VM", file=sys.stderr, flush=True)
         cmd = [sys.executable, "-m", "tests.vm.harness", sys.executable, "-m", "bench", "reconcile", *argv]
         return subprocess.run(cmd, cwd=Path(__file__).resolve().parents[1]).returncode
-    return asyncio.run(run(sizes, args.events, args.backend))
+    return asyncio.run(run(sizes, args.events, args.backend, args.per_virtual))

@@ -142,6 +142,10 @@ class Engine:
         # agent answers per check identity, active connections of draining reals
         self._safety: dict[ServiceKey, SafetyState] = {}
         self._shaped: dict[ServiceKey, Shaped] = {}
+        # the virtuals whose shaped plan changes by itself (wake_at) or that drain: kept per virtual so
+        # that a replan of one virtual does not scan every other (10,000 one-real virtuals)
+        self._wakes: dict[ServiceKey, float] = {}
+        self._draining: set[ServiceKey] = set()
         self._agents: dict[CheckSpec, AgentReply] = {}
         self._conns: dict[ServiceKey, dict[DestKey, int]] = {}
         self._wake_at: float | None = None
@@ -198,6 +202,8 @@ class Engine:
             self._desired.pop(key, None)
             self._safety.pop(key, None)
             self._shaped.pop(key, None)
+            self._wakes.pop(key, None)
+            self._draining.discard(key)
             self._conns.pop(key, None)
             self.fallback_commands.retire(key, old_virtuals[key], config.settings.fallbackcommand)
         self._configure_maintenance(config)
@@ -403,13 +409,21 @@ class Engine:
             self._report_safety(virtual, self._shaped.get(key), shaped, now)
             self._safety[key] = shaped.state
             self._shaped[key] = shaped
+            if shaped.wake_at is None:
+                self._wakes.pop(key, None)
+            else:
+                self._wakes[key] = shaped.wake_at
+            if shaped.state.draining:
+                self._draining.add(key)
+            else:
+                self._draining.discard(key)
             plan = VirtualPlan(shaped.entry, shaped.fallback_active)
             self._plans[key] = plan
             self._desired[key] = plan.entry
             if previous is not None and previous.fallback_active != plan.fallback_active:
                 self.events.emit(events.FallbackChanged(virtual, plan.fallback_active))
         self._arm_waker()
-        if any(s.state.draining for s in self._shaped.values()) and (
+        if self._draining and (
             self._drain_task is None or self._drain_task.done()
         ):
             self._drain_task = loop.create_task(self._drain_loop(), name="healthd-drain")
@@ -446,8 +460,7 @@ class Engine:
 
     def _arm_waker(self) -> None:
         """One timer for the earliest moment a shaped plan changes by itself (ramp step, drain end)."""
-        wakes = [s.wake_at for s in self._shaped.values() if s.wake_at is not None]
-        when = min(wakes) if wakes else None
+        when = min(self._wakes.values()) if self._wakes else None
         if when == self._wake_at:
             return
         if self._waker is not None:
@@ -461,15 +474,15 @@ class Engine:
         self._waker = None
         self._wake_at = None
         now = asyncio.get_running_loop().time()
-        for key, shaped in self._shaped.items():
-            if shaped.wake_at is not None and shaped.wake_at <= now + 0.001:
+        for key, wake_at in self._wakes.items():
+            if wake_at <= now + 0.001:
                 self._dirty.add(key)
         self._mark_dirty()
 
     async def _drain_loop(self) -> None:
         """While a real drains, read the kernel's active connections of draining reals."""
         while not self._stopping:
-            draining = {k: s.state.draining for k, s in self._shaped.items() if s.state.draining}
+            draining = {k: self._shaped[k].state.draining for k in self._draining}
             if not draining:
                 return
             try:

@@ -98,7 +98,7 @@ def diff_service(key: ServiceKey, want: Entry | None, have: Entry | None,
         current = present.get(dkey)
         if current is None:
             adds.append(dkey)
-        elif current != dest:  # Dest equality leaves out `readd`, only the desired side has it
+        elif current is not dest and current != dest:  # equality leaves out `readd` (desired side only)
             edits.append(dkey)
     gone = [dkey for dkey in present if dkey not in wanted] if len(present) + len(adds) > len(wanted) else []
     ops += [AddDest(key, wanted[dkey]) for dkey in sorted(adds)]
