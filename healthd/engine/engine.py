@@ -191,7 +191,9 @@ class Engine:
             raise RuntimeError("engine not running")
         old_virtuals = self._virtuals
         config, changed = carry_over(self.config, config)
-        await self._adopt(changed)
+        # a virtual new to healthd may already be in the kernel (made by hand, or left by another
+        # daemon) since the last dump: adopt it from a fresh dump; otherwise the belief is enough
+        await self._adopt(changed, fresh=not changed <= old_virtuals.keys())
         await self._runner.start({v.service for v in config.virtuals})  # the services it adds
         self.config = config
         self._index(config)
@@ -212,14 +214,14 @@ class Engine:
         self._mark_dirty()
         self._freeze()
 
-    async def _adopt(self, keys: set[ServiceKey]) -> None:
+    async def _adopt(self, keys: set[ServiceKey], fresh: bool) -> None:
         """Refresh the adopted kernel entries of `keys` (a real a reload adds keeps the weight the
-        kernel already gives it while its first checks run): from the reconciler's belief of the
-        table when it has one, else from a dump; with neither, from the old view."""
+        kernel already gives it while its first checks run): from a dump when `fresh` or when the
+        reconciler has no belief of the table, else from that belief; with neither, the old view."""
         if not keys:
             return
         believed = getattr(self._reconciler, "believed", None)
-        view = believed(keys) if believed is not None else None
+        view = believed(keys) if believed is not None and not fresh else None
         if view is None:
             try:
                 view = await self._reconciler.dump()

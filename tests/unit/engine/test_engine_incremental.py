@@ -160,3 +160,30 @@ async def test_a_reload_with_one_line_changed_touches_that_line_only() -> None:
             "10.1.2.1:80": 1, "10.1.2.2:80": 1, "10.1.2.3:80": 7, "10.1.2.4:80": 1, "10.1.2.5:80": 1}
     finally:
         await engine.stop(cleanstop=False)
+
+
+async def test_a_virtual_added_by_a_reload_adopts_what_the_kernel_has_now() -> None:
+    """Someone made the service by hand before adding it to the file: its reals keep their kernel
+    weights while their first checks run, as at start-up (a fresh dump, not the belief)."""
+    from healthd.config import parse_text
+    from healthd.ipvs.model import AddDest, AddService, Dest, Service
+    from healthd.vocab import Forward
+
+    base = ("checkinterval=0.05\nquiescent=no\n\n"
+            "virtual=10.0.0.1:80\n\treal=10.0.0.2:80 masq\n\tservice=http\n")
+    added = base + "\nvirtual=10.0.0.9:80\n\treal=10.0.0.5:80 masq\n\tservice=http\n"
+    table, runner = MemoryTable(), ScriptedRunner()
+    runner.delay["10.0.0.5"] = 0.3  # its first verdict comes late
+    rec = Counting(table)
+    engine = Engine(parse_text(base, "a.cf"), runner, rec, resync_interval=None, coalesce=0.002)
+    await engine.start()
+    try:
+        await asyncio.wait_for(engine.first_round.wait(), 10)
+        await table.apply(AddService(Service(OTHER, "wrr")))
+        await table.apply(AddDest(OTHER, Dest("10.0.0.5", 80, Forward.MASQ, 4)))
+        await engine.reload(parse_text(added, "a.cf"))
+        await engine.flush()
+        assert weights(await table.dump(), OTHER) == {"10.0.0.5:80": 4}  # kept while its check runs
+        await until(lambda: weights(engine.applied, OTHER) == {"10.0.0.5:80": 1})
+    finally:
+        await engine.stop(cleanstop=False)
