@@ -188,7 +188,12 @@ class Reconciler:
                     self._desired[key] = entry
             # entries the kernel refused are tried again when their back-off ends (held() says when)
             keys = set(wanted) | {refusal.key[0] for refusal in self.refusals.entries()}
-            await self._converge(keys)
+            try:
+                await self._converge(keys)
+            finally:
+                # a service removed now is no longer ours: a later resync leaves alone whoever makes it
+                # again (as `sync` forgets the services no longer passed in `managed`)
+                self._managed.difference_update(k for k, entry in wanted.items() if entry is None)
             return tuple(self.last_ops)
 
     async def resync(self) -> Sequence[Operation]:

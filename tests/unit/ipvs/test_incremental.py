@@ -215,3 +215,16 @@ async def test_an_error_drops_the_belief_and_the_next_update_dumps() -> None:
     await rec.update(desired, set())
     assert table.dumps == dumps + 1
     assert set((await table.dump())[TCP].dests) == {DestKey("10.1.0.1", 80), DestKey("10.1.0.2", 80)}
+
+
+async def test_a_service_removed_by_update_is_not_ours_any_more() -> None:
+    table, clock = Counting(), Clock()
+    rec = reconciler(table, clock)
+    desired = {TCP: entry(Service(TCP, "wrr"), Dest("10.1.0.1", 80)),
+               KEYS[1]: entry(Service(KEYS[1], "rr"), Dest("10.1.0.2", 80))}
+    await rec.sync(desired, set(desired))
+    del desired[TCP]
+    assert [type(op).__name__ for op in await rec.update(desired, {TCP})] == ["DeleteService"]
+    await table.apply(AddService(Service(TCP, "lc")))  # someone else's now
+    assert await rec.resync() == ()
+    assert set(await table.dump()) == {TCP, KEYS[1]}
