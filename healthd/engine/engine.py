@@ -68,6 +68,14 @@ class Syncer(Protocol):
     async def sync(self, desired: Table, managed: frozenset[ServiceKey] | set[ServiceKey]
                    ) -> Sequence[Operation] | None: ...
 
+    async def update(self, desired: Table, changed: set[ServiceKey]) -> Sequence[Operation] | None:
+        """Converge only the services in `changed` (O(change)); the rest of `desired` is as last given."""
+        ...
+
+    def believed(self, keys: set[ServiceKey]) -> Table | None:
+        """What the kernel holds of `keys` as far as the reconciler knows (no I/O); None: unknown."""
+        ...
+
     async def resync(self) -> Sequence[Operation] | None: ...
 
 
@@ -220,8 +228,7 @@ class Engine:
         reconciler has no belief of the table, else from that belief; with neither, the old view."""
         if not keys:
             return
-        believed = getattr(self._reconciler, "believed", None)
-        view = believed(keys) if believed is not None and not fresh else None
+        view = None if fresh else self._reconciler.believed(keys)
         if view is None:
             try:
                 view = await self._reconciler.dump()
@@ -523,14 +530,13 @@ class Engine:
         """Sync the desired table: only the services in `changed` when the reconciler can
         (`update`, O(change)), everything against a fresh dump otherwise (start, after an error)."""
         desired = self._desired
-        update = getattr(self._reconciler, "update", None)
-        full = changed is None or update is None or self._full_sync
+        full = changed is None or self._full_sync
         started = time.monotonic()
         try:
             if full:
                 operations = await self._reconciler.sync(dict(desired), set(desired) | self._retired)
             else:
-                operations = await update(desired, changed)  # type: ignore[misc]
+                operations = await self._reconciler.update(desired, changed)  # type: ignore[arg-type]
         except asyncio.CancelledError:
             self._full_sync = True
             raise
