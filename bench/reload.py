@@ -43,7 +43,10 @@ from healthd.vocab import State
 
 PER_VIRTUAL = 100
 TARGET_MS = 200.0
-REFERENCE = "to be measured"
+# the previous figures: main before this branch (cba0a95), this same bench, 2026-12-03, load 5.6-7.8
+REFERENCE = ("main before O(change) reload (cba0a95, this bench, load 5.6-7.8): engine CPU 131-211 ms per "
+             "reload (Engine.reload 115-170 ms: every virtual re-adopted from a dump and replanned; "
+             "sync 16-66 ms: a full dump + diff), apply 202-2000 ms wall")
 
 
 def lines_of(n: int, interval: float) -> list[str]:
