@@ -412,7 +412,8 @@ class Engine:
                 continue
             previous = self._plans.get(key)
             was_active = previous.fallback_active if previous else self._adopted_fallback(virtual, key)
-            plan = plan_virtual(virtual, settings, lookup, maintenance, self._adopted.get(key), was_active)
+            plan = plan_virtual(virtual, settings, lookup, maintenance, self._adopted.get(key), was_active,
+                                self._desired.get(key))
             shaped = shape(virtual, plan, self._health_info, maintenance, self._agents.get,
                            self._conns.get(key, {}), self._safety.get(key), now, ramp=ramp)
             self._report_safety(virtual, self._shaped.get(key), shaped, now)

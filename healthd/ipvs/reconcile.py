@@ -214,6 +214,16 @@ class Reconciler:
     def _believe_dump(self, actual: Table) -> None:
         self._services = {key: entry.service for key, entry in actual.items()}
         self._dests = {key: dict(entry.dests) for key, entry in actual.items()}
+        # where the kernel holds what is desired, the belief holds the desired object itself, so
+        # that the next diff of the service finds it unchanged by identity, not field by field
+        for key, entry in self._desired.items():
+            present = self._dests.get(key)
+            if present is None:
+                continue
+            for dkey, dest in entry.dests.items():
+                current = present.get(dkey)
+                if current is not None and current is not dest and current == dest:
+                    present[dkey] = dest
 
     def _believe(self, op: Operation) -> None:
         """The kernel accepted `op`: the belief follows."""
