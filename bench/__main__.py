@@ -6,8 +6,14 @@ import importlib
 import sys
 
 BENCHMARKS = {
-    "checks": "bench.checks", "engine": "bench.engine", "ipvs": "bench.ipvs", "outputs": "bench.outputs",
-    "reconcile": "bench.reconcile", "reload": "bench.reload",
+    "checks": "bench.checks",
+    "engine": "bench.engine",
+    "hotpath": "bench.hotpath",
+    "ipvs": "bench.ipvs",
+    "outputs": "bench.outputs",
+    "reconcile": "bench.reconcile",
+    "reload": "bench.reload",
+    "tls": "bench.tls",
     "web": "bench.web",
 }
 

@@ -28,7 +28,9 @@ class CheckSpec:
 
     type: CheckType
     service: str  # one of KNOWN_SERVICES; "none" when the type is not negotiate
-    protocol: ServiceProtocol  # the virtual's protocol
+    # the transport: the virtual's protocol; for a firewall mark TCP, or UDP for dns and sip
+    # (healthd.config.defaults.check_protocol), so that it does not split identical checks
+    protocol: ServiceProtocol
     family: int  # 4 or 6
     address: str  # canonical IP text, no brackets
     port: int  # check port; 0 only for checks that need none (ping, on, off)
@@ -61,16 +63,19 @@ class CheckSpec:
     # TLS services (https, pops, imaps, ldaps): what to verify, resolved from the tls* directives
     # (healthd.checks.tls); None for the others, and for a spec built without the config layer.
     tls: TlsPolicy | None = None
-    # the hash, computed once: a spec is a dict key on every check (health, scheduler) and 10,000 of
-    # them are looked up again at each reload; hashing its thirty fields each time cost ~1 µs.
-    # (Never pickled to another process: a str hashes differently there.)
-    _hash: int = field(default=0, init=False, repr=False, compare=False)
+    # The hash of every field above, worked out once: the engine looks each identity up in its
+    # dicts on every verdict, and hashing 27 fields each time costs more than the lookup.
+    _hash: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_hash", hash(_identity(self)))
 
     def __hash__(self) -> int:
         return self._hash
+
+    def __reduce__(self) -> tuple[type[CheckSpec], tuple[object, ...]]:
+        """Copies and pickles are built anew, so that one made in another process hashes there."""
+        return CheckSpec, _init_values(self)
 
     @property
     def deadline(self) -> float:
@@ -85,7 +90,8 @@ class CheckSpec:
         return host_port(self.address, self.port)
 
 
-_identity = attrgetter(*(f.name for f in fields(CheckSpec) if f.compare))  # every field equality compares
+_identity = attrgetter(*(f.name for f in fields(CheckSpec) if f.compare))  # what __eq__ compares
+_init_values = attrgetter(*(f.name for f in fields(CheckSpec) if f.init))  # __init__'s arguments, in order
 
 
 @dataclass(frozen=True, slots=True)
