@@ -12,6 +12,8 @@ BENCHMARKS = {
     "hotpath": "bench.hotpath",
     "ipvs": "bench.ipvs",
     "outputs": "bench.outputs",
+    "reconcile": "bench.reconcile",
+    "reload": "bench.reload",
     "tls": "bench.tls",
     "web": "bench.web",
 }

@@ -1,10 +1,12 @@
 """The engine: check verdicts in, a reconciled IPVS table out, typed events to its observers.
 
-    outcomes -> HealthBook -> (a state changed) -> coalesce a few ms -> policy -> safety -> Reconciler.sync
+    outcomes -> HealthBook -> (a state changed) -> coalesce a few ms -> policy -> safety -> Reconciler.update
 
 One applier task owns every call to the reconciler, so syncs never overlap and a
-burst of state changes becomes one sync. Policy is recomputed only for the
-virtuals a change touched; the reconciler still gets the whole desired table.
+burst of state changes becomes one sync. Policy is recomputed, and the table
+diffed, only for the virtuals a change touched (Reconciler.update); a full dump +
+diff (Reconciler.sync) runs at start and after an error, and drift repair
+(Reconciler.resync) on its own clock, every `resync_interval` seconds.
 The daemon drives it: start(), reload(config), stop(cleanstop), snapshot(),
 `first_round` (set once every check gave a verdict and the table was applied);
 everything that happens is published on `events` (healthd.engine.bus.EventBus).
@@ -22,7 +24,6 @@ for the moment a shaped plan says it changes by itself (`wake_at`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
@@ -32,6 +33,7 @@ from healthd.checks.spec import CheckSpec, Outcome
 from healthd.config.model import Config, Real, Virtual
 from healthd.engine import events
 from healthd.engine.bus import EventBus
+from healthd.engine.carryover import carry_over
 from healthd.engine.commands import FallbackCommands
 from healthd.engine.first_round import FirstRound
 from healthd.engine.gcfreeze import freeze_long_lived
@@ -66,7 +68,15 @@ class Syncer(Protocol):
     async def sync(self, desired: Table, managed: frozenset[ServiceKey] | set[ServiceKey]
                    ) -> Sequence[Operation] | None: ...
 
-    async def resync(self) -> None: ...
+    async def update(self, desired: Table, changed: set[ServiceKey]) -> Sequence[Operation] | None:
+        """Converge only the services in `changed` (O(change)); the rest of `desired` is as last given."""
+        ...
+
+    def believed(self, keys: set[ServiceKey]) -> Table | None:
+        """What the kernel holds of `keys` as far as the reconciler knows (no I/O); None: unknown."""
+        ...
+
+    async def resync(self) -> Sequence[Operation] | None: ...
 
 
 class Engine:
@@ -125,7 +135,10 @@ class Engine:
         self._adopted: Table = {}
         self._retired: set[ServiceKey] = set()  # left the config: removed at the next sync
         self._dirty: set[ServiceKey] = set()
-        self.applied: Table = {}  # the last desired table that synced without error
+        self._desired: dict[ServiceKey, Entry] = {}  # each virtual's last plan, kept up to date by _replan
+        self._applied: dict[ServiceKey, Entry] = {}  # the desired entries as last synced without error
+        self._full_sync = True  # the next sync dumps and diffs everything (start, after an error)
+        self.resyncs = 0
         self._wake = asyncio.Event()
         self._gen = 0  # bumps on every change that needs a sync
         self._applied_gen = 0
@@ -138,6 +151,10 @@ class Engine:
         # agent answers per check identity, active connections of draining reals
         self._safety: dict[ServiceKey, SafetyState] = {}
         self._shaped: dict[ServiceKey, Shaped] = {}
+        # the virtuals whose shaped plan changes by itself (wake_at) or that drain: kept per virtual so
+        # that a replan of one virtual does not scan every other (10,000 one-real virtuals)
+        self._wakes: dict[ServiceKey, float] = {}
+        self._draining: set[ServiceKey] = set()
         self._agents: dict[CheckSpec, AgentReply] = {}
         self._conns: dict[ServiceKey, dict[DestKey, int]] = {}
         self._wake_at: float | None = None
@@ -176,12 +193,16 @@ class Engine:
             self._mark_dirty()
 
     async def reload(self, config: Config) -> None:
-        """Switch to a new config; every check identity that did not change keeps its state."""
+        """Switch to a new config; every check identity that did not change keeps its state and its
+        schedule, every virtual that did not change keeps its plan: only the changed ones are
+        replanned and synced (carryover.carry_over says which)."""
         if not self._started or self._stopping:
             raise RuntimeError("engine not running")
         old_virtuals = self._virtuals
-        with contextlib.suppress(Exception):  # no fresh view: adopt from the old one
-            self._adopted = await self._reconciler.dump()
+        config, changed = carry_over(self.config, config)
+        # a virtual new to healthd may already be in the kernel (made by hand, or left by another
+        # daemon) since the last dump: adopt it from a fresh dump; otherwise the belief is enough
+        await self._adopt(changed, fresh=not changed <= old_virtuals.keys())
         await self._runner.start({v.service for v in config.virtuals})  # the services it adds
         self.config = config
         self._index(config)
@@ -189,15 +210,39 @@ class Engine:
         self._retired |= gone
         for key in gone:
             self._plans.pop(key, None)
+            self._desired.pop(key, None)
             self._safety.pop(key, None)
             self._shaped.pop(key, None)
+            self._wakes.pop(key, None)
+            self._draining.discard(key)
             self._conns.pop(key, None)
             self.fallback_commands.retire(key, old_virtuals[key], config.settings.fallbackcommand)
         self._configure_maintenance(config)
         self.scheduler.update(self._users)
-        self._replan(set(self._virtuals))
+        self._dirty |= changed | gone  # the applier replans them and syncs them alone
         self._mark_dirty()
         self._freeze()
+
+    async def _adopt(self, keys: set[ServiceKey], fresh: bool) -> None:
+        """Refresh the adopted kernel entries of `keys` (a real a reload adds keeps the weight the
+        kernel already gives it while its first checks run): from a dump when `fresh` or when the
+        reconciler has no belief of the table, else from that belief; with neither, the old view."""
+        if not keys:
+            return
+        view = None if fresh else self._reconciler.believed(keys)
+        if view is None:
+            try:
+                view = await self._reconciler.dump()
+            except Exception:
+                return
+        adopted = dict(self._adopted)
+        for key in keys:
+            entry = view.get(key)
+            if entry is None:
+                adopted.pop(key, None)
+            else:
+                adopted[key] = entry
+        self._adopted = adopted
 
     async def stop(self, cleanstop: bool | None = None, command_wait: float | None = None) -> None:
         """Stop checking; remove managed services (cleanstop); run `fallbackcommand stop`; close the runner.
@@ -235,10 +280,10 @@ class Engine:
         }
         if not remove and not self._retired:
             return
-        desired = {k: e for k, e in self._plans_table().items() if k not in remove}
+        desired = {k: e for k, e in self._desired.items() if k not in remove}
         try:
             await self._reconciler.sync(desired, remove | self._retired)
-            self.applied = desired
+            self._applied = desired
         except Exception as exc:
             self.events.emit(events.SyncFailed(f"{type(exc).__name__}: {exc}"))
 
@@ -247,6 +292,11 @@ class Engine:
         target = self._gen
         async with self._applied_cond:
             await self._applied_cond.wait_for(lambda: self._applied_gen >= target or self._stopping)
+
+    @property
+    def applied(self) -> Table:
+        """The last desired table that synced without error, less the entries the kernel refused."""
+        return without_refused(self._applied, self._refusals())
 
     # -- inputs ---------------------------------------------------------------------------------
 
@@ -301,12 +351,19 @@ class Engine:
     # -- applying -----------------------------------------------------------------------------
 
     async def _apply_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        interval = self.resync_interval
+        next_resync = loop.time() + interval if interval else None
         while not self._stopping:
-            if self.resync_interval:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), self.resync_interval)
-                except TimeoutError:
+            if next_resync is not None:
+                # drift repair keeps its own clock: a busy table (a sync every few ms) must not starve it
+                if loop.time() >= next_resync:
                     await self._resync()
+                    next_resync = loop.time() + interval  # type: ignore[operator]
+                    continue
+                try:
+                    await asyncio.wait_for(self._wake.wait(), next_resync - loop.time())
+                except TimeoutError:
                     continue
             else:
                 await self._wake.wait()
@@ -318,7 +375,7 @@ class Engine:
             gen = self._gen
             dirty, self._dirty = self._dirty, set()
             self._replan(dirty)
-            await self._sync_now(gen)
+            await self._sync_now(gen, dirty | self._retired)
             self._follow_fallbacks()
             if first:
                 self._first.applied()
@@ -331,11 +388,17 @@ class Engine:
         if self.last_sync_error is not None:
             return
         try:
-            await self._reconciler.resync()
+            repaired = await self._reconciler.resync()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            self._full_sync = True
             self.events.emit(events.SyncFailed(f"resync: {type(exc).__name__}: {exc}"))
+            return
+        self.resyncs += 1
+        if repaired:
+            self._notice(f"IPVS table drifted from healthd's (changed by hand?): repaired with "
+                         f"{len(repaired)} operation{'s' if len(repaired) != 1 else ''}")
 
     def _replan(self, keys: set[ServiceKey]) -> None:
         settings = self.config.settings
@@ -350,18 +413,28 @@ class Engine:
                 continue
             previous = self._plans.get(key)
             was_active = previous.fallback_active if previous else self._adopted_fallback(virtual, key)
-            plan = plan_virtual(virtual, settings, lookup, maintenance, self._adopted.get(key), was_active)
+            plan = plan_virtual(virtual, settings, lookup, maintenance, self._adopted.get(key), was_active,
+                                self._desired.get(key))
             shaped = shape(virtual, plan, self._health_info, maintenance, self._agents.get,
                            self._conns.get(key, {}), self._safety.get(key), now, ramp=ramp)
             self._report_safety(virtual, self._shaped.get(key), shaped, now)
             self._safety[key] = shaped.state
             self._shaped[key] = shaped
+            if shaped.wake_at is None:
+                self._wakes.pop(key, None)
+            else:
+                self._wakes[key] = shaped.wake_at
+            if shaped.state.draining:
+                self._draining.add(key)
+            else:
+                self._draining.discard(key)
             plan = VirtualPlan(shaped.entry, shaped.fallback_active)
             self._plans[key] = plan
+            self._desired[key] = plan.entry
             if previous is not None and previous.fallback_active != plan.fallback_active:
                 self.events.emit(events.FallbackChanged(virtual, plan.fallback_active))
         self._arm_waker()
-        if any(s.state.draining for s in self._shaped.values()) and (
+        if self._draining and (
             self._drain_task is None or self._drain_task.done()
         ):
             self._drain_task = loop.create_task(self._drain_loop(), name="healthd-drain")
@@ -398,8 +471,7 @@ class Engine:
 
     def _arm_waker(self) -> None:
         """One timer for the earliest moment a shaped plan changes by itself (ramp step, drain end)."""
-        wakes = [s.wake_at for s in self._shaped.values() if s.wake_at is not None]
-        when = min(wakes) if wakes else None
+        when = min(self._wakes.values()) if self._wakes else None
         if when == self._wake_at:
             return
         if self._waker is not None:
@@ -413,15 +485,15 @@ class Engine:
         self._waker = None
         self._wake_at = None
         now = asyncio.get_running_loop().time()
-        for key, shaped in self._shaped.items():
-            if shaped.wake_at is not None and shaped.wake_at <= now + 0.001:
+        for key, wake_at in self._wakes.items():
+            if wake_at <= now + 0.001:
                 self._dirty.add(key)
         self._mark_dirty()
 
     async def _drain_loop(self) -> None:
         """While a real drains, read the kernel's active connections of draining reals."""
         while not self._stopping:
-            draining = {k: s.state.draining for k, s in self._shaped.items() if s.state.draining}
+            draining = {k: self._shaped[k].state.draining for k in self._draining}
             if not draining:
                 return
             try:
@@ -456,28 +528,41 @@ class Engine:
         dest = entry.dests.get(fkey)
         return dest is not None and dest.weight > 0
 
-    def _plans_table(self) -> dict[ServiceKey, Entry]:
-        return {key: plan.entry for key, plan in self._plans.items()}
-
-    async def _sync_now(self, gen: int | None = None) -> None:
-        desired = self._plans_table()
-        managed = set(desired) | self._retired
+    async def _sync_now(self, gen: int | None = None, changed: set[ServiceKey] | None = None) -> None:
+        """Sync the desired table: only the services in `changed` when the reconciler can
+        (`update`, O(change)), everything against a fresh dump otherwise (start, after an error)."""
+        desired = self._desired
+        full = changed is None or self._full_sync
         started = time.monotonic()
         try:
-            operations = await self._reconciler.sync(desired, managed)
+            if full:
+                operations = await self._reconciler.sync(dict(desired), set(desired) | self._retired)
+            else:
+                operations = await self._reconciler.update(desired, changed)  # type: ignore[arg-type]
         except asyncio.CancelledError:
+            self._full_sync = True
             raise
         except Exception as exc:
+            self._full_sync = True
             self.last_sync_error = f"{type(exc).__name__}: {exc}"
             self.events.emit(events.SyncFailed(self.last_sync_error))
         else:
+            self._full_sync = False
             self.last_sync_error = None
-            self.applied = without_refused(desired, self._refusals())
+            if full:
+                self._applied = dict(desired)
+            else:
+                for key in changed:  # type: ignore[union-attr]
+                    entry = desired.get(key)
+                    if entry is None:
+                        self._applied.pop(key, None)
+                    else:
+                        self._applied[key] = entry
             self._retired.clear()
             self.syncs += 1
             self._schedule_retry()
             if self.events.wants(events.TableApplied):
-                self.events.emit(events.TableApplied(desired, self._virtuals, operations or (),
+                self.events.emit(events.TableApplied(dict(self._applied), self._virtuals, operations or (),
                                                      time.monotonic() - started))
         async with self._applied_cond:
             self._applied_gen = max(self._applied_gen, self._gen if gen is None else gen)
@@ -510,8 +595,9 @@ class Engine:
     # -- configuration --------------------------------------------------------------------------
 
     def _configure_maintenance(self, config: Config) -> None:
-        reals = [(r.address, r.port) for v in config.virtuals for r in v.reals]
-        self.maintenance.configure(config.settings.maintenancedir, reals)
+        path = config.settings.maintenancedir
+        reals = [(r.address, r.port) for v in config.virtuals for r in v.reals] if path is not None else []
+        self.maintenance.configure(path, reals)
 
     def _freeze(self) -> None:
         if self.freeze_gc:

@@ -132,11 +132,18 @@ def plan_virtual(
     maintenance: Maintenance,
     adopted: Entry | None,
     fallback_was_active: bool,
+    previous: Entry | None = None,
 ) -> VirtualPlan:
-    """The desired entry of one virtual and whether its fallback is on."""
+    """The desired entry of one virtual and whether its fallback is on.
+
+    `previous` (the virtual's last plan, if any) changes nothing in the result: an equal
+    destination is that plan's own object again, so that a replan after one real changed builds
+    one new Dest, and the reconciler's diff finds the others unchanged by identity.
+    """
     service = service_of(virtual)
     key = service.key
     dests: dict[DestKey, Dest] = {}
+    reuse = previous.dests if previous is not None else {}
     alive = False  # some real can take traffic (or, being up, could with a weight)
     pending = False  # some checked real still waits for its first verdict
     for real in virtual.reals:
@@ -146,10 +153,11 @@ def plan_virtual(
         state = State.DOWN if in_maintenance else health(real.check)
         if state is State.UP:
             alive = True
-            dests[dkey] = _dest(dkey, real, forward, real.weight)
+            dests[dkey] = _dest(dkey, real, forward, real.weight, reuse=reuse.get(dkey))
         elif state is State.DOWN:
             if virtual.quiescent:
-                dests[dkey] = _dest(dkey, real, forward, 0, readd=settings.readdquiescent)
+                dests[dkey] = _dest(dkey, real, forward, 0, readd=settings.readdquiescent,
+                                    reuse=reuse.get(dkey))
         else:
             kernel = adopted.dests.get(dkey) if adopted is not None else None
             if kernel is not None:
@@ -169,7 +177,11 @@ def plan_virtual(
     return VirtualPlan(Entry(service, dests), active)
 
 
-def _dest(key: DestKey, real: Real, forward: Forward, weight: int, readd: bool = True) -> Dest:
+def _dest(key: DestKey, real: Real, forward: Forward, weight: int, readd: bool = True,
+          reuse: Dest | None = None) -> Dest:
+    if (reuse is not None and reuse.weight == weight and reuse.forward is forward and reuse.readd is readd
+            and reuse.upper == real.upper and reuse.lower == real.lower):
+        return reuse  # address and port are the key's
     return Dest(key.address, key.port, forward, weight, real.upper, real.lower, readd)
 
 

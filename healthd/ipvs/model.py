@@ -71,6 +71,15 @@ class Service:
 class DestKey:
     address: str
     port: int
+    # the hash, computed once: every diff, plan and belief looks reals up by their key
+    # (10,000 of them in a full diff); a generated __hash__ rebuilt a tuple each time
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.address, self.port)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     def __str__(self) -> str:
         return host_port(self.address, self.port)

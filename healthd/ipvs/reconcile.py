@@ -4,8 +4,14 @@ Interface used by the engine:
 
     reconciler = Reconciler(backend)
     table = await reconciler.dump()           # the kernel's table as it is now (adopted at start)
-    ops = await reconciler.sync(desired, managed)   # converge; touches only `managed` services
-    await reconciler.resync()                 # full re-dump + repair of drift
+    ops = await reconciler.sync(desired, managed)   # converge: dump, diff every `managed` service
+    ops = await reconciler.update(desired, changed) # converge `changed` only, against the belief
+    ops = await reconciler.resync()           # full re-dump + repair of drift (the slow clock)
+
+The reconciler keeps a belief of the kernel's table (its last dump, with every operation the
+kernel accepted since), so that `update` costs the diff of the changed services alone: one real
+changing state costs the same at 100 reals as at 10,000. After an error the belief is in doubt
+and the next convergence dumps again; drift `update` cannot see is `resync`'s job.
 
 Every operation the kernel refuses is passed to `on_refused` once (the engine publishes it).
 
@@ -28,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-from collections.abc import Awaitable, Callable, Sequence, Set
+from collections.abc import Awaitable, Callable, Mapping, Sequence, Set
 
 from healthd.ipvs.backend import AlreadyExists, Backend, IPVSError, NotFound, Unavailable
 from healthd.ipvs.model import (
@@ -42,6 +48,7 @@ from healthd.ipvs.model import (
     EditService,
     Entry,
     Operation,
+    Service,
     ServiceKey,
     Table,
     describe_op,
@@ -61,31 +68,42 @@ def diff(desired: Table, actual: Table, managed: Set[ServiceKey]) -> list[Operat
     ops: list[Operation] = []
     removed: list[Operation] = []
     for key in sorted(managed):
-        want = desired.get(key)
-        have = actual.get(key)
-        if want is None:
-            if have is not None:
-                removed.append(DeleteService(key))
-            continue
-        service = want.service.normalized()
-        if have is None:
-            ops.append(AddService(service))
-            have_dests: dict[DestKey, Dest] = {}
-        else:
-            if have.service.normalized() != service:
-                ops.append(EditService(service))
-            have_dests = dict(have.dests)
-        adds: list[Operation] = []
-        edits: list[Operation] = []
-        for dkey in sorted(want.dests):
-            dest = want.dests[dkey]
-            current = have_dests.pop(dkey, None)
-            if current is None:
-                adds.append(AddDest(key, dest))
-            elif current != dest:  # Dest equality leaves out `readd`, only the desired side has it
-                edits.append(EditDest(key, dest))
-        ops += adds + edits + [DeleteDest(key, dkey) for dkey in sorted(have_dests)]
+        diff_service(key, desired.get(key), actual.get(key), ops, removed)
     return ops + removed
+
+
+def diff_service(key: ServiceKey, want: Entry | None, have: Entry | None,
+                 ops: list[Operation], removed: list[Operation]) -> None:
+    """`diff` for one service: its operations appended to `ops`, its deletion to `removed`.
+
+    The cost is that of the service's own real servers (only the differing ones are sorted),
+    so a sync that looks at a few services costs the same at 100 reals as at 10,000.
+    """
+    if want is None:
+        if have is not None:
+            removed.append(DeleteService(key))
+        return
+    service = want.service.normalized()
+    wanted = want.dests
+    if have is None:
+        ops.append(AddService(service))
+        ops += [AddDest(key, wanted[dkey]) for dkey in sorted(wanted)]
+        return
+    if have.service.normalized() != service:
+        ops.append(EditService(service))
+    present = have.dests
+    adds: list[DestKey] = []
+    edits: list[DestKey] = []
+    for dkey, dest in wanted.items():
+        current = present.get(dkey)
+        if current is None:
+            adds.append(dkey)
+        elif current is not dest and current != dest:  # equality leaves out `readd` (desired side only)
+            edits.append(dkey)
+    gone = [dkey for dkey in present if dkey not in wanted] if len(present) + len(adds) > len(wanted) else []
+    ops += [AddDest(key, wanted[dkey]) for dkey in sorted(adds)]
+    ops += [EditDest(key, wanted[dkey]) for dkey in sorted(edits)]
+    ops += [DeleteDest(key, dkey) for dkey in sorted(gone)]
 
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -96,7 +114,15 @@ TRANSIENT = frozenset({errno.ENOMEM, errno.ENOBUFS, errno.EAGAIN, errno.EINTR, e
 
 
 class Reconciler:
-    """Keeps the managed part of a table equal to the last desired state it was given."""
+    """Keeps the managed part of a table equal to the last desired state it was given.
+
+    It keeps a belief of the managed services as the kernel holds them: the last dump, with every
+    operation the kernel accepted since applied to it. `sync` re-dumps and diffs every managed
+    service (start-up, adoption, after an error); `update` diffs only the services it is told
+    changed against that belief, with no dump, so one real changing state costs the same at
+    100 reals as at 10,000. Drift (an `ipvsadm` by hand) is invisible to `update`: `resync`,
+    on the engine's slower clock, re-dumps and repairs it.
+    """
 
     def __init__(self, backend: Backend, *, attempts: int = 5, backoff: float = 0.1, max_backoff: float = 5.0,
                  sleep: Sleep = asyncio.sleep, on_refused: OnRefused | None = None) -> None:
@@ -106,59 +132,157 @@ class Reconciler:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self._sleep = sleep
-        self._desired: Table = {}
-        self._managed: frozenset[ServiceKey] = frozenset()
+        self._desired: dict[ServiceKey, Entry] = {}
+        self._managed: set[ServiceKey] = set()
+        # the belief: service settings and real servers as the kernel holds them; None = not known
+        # (never dumped, or an error left it in doubt): the next convergence dumps
+        self._services: dict[ServiceKey, Service] | None = None
+        self._dests: dict[ServiceKey, dict[DestKey, Dest]] = {}
         # real servers seen in the kernel, for readdquiescent=no: a quiesced real that was
-        # there and then vanished (deleted by hand) stays out
-        self._seen: set[tuple[ServiceKey, DestKey]] = set()
+        # there and then vanished (deleted by hand) stays out. Only quiesced reals with
+        # readd=False are remembered, per service (tables are large)
+        self._seen: dict[ServiceKey, set[DestKey]] = {}
         self._lock = asyncio.Lock()
         self.last_ops: list[Operation] = []  # what the last convergence applied, for logs and tests
         self.refusals = RefusalBook()  # entries the kernel refused, held back until their retry
+        self.dumps = 0  # full dumps taken (start-up, resyncs, retries): for tests and benchmarks
 
     async def dump(self) -> Table:
         """The whole table as the backend has it now."""
         return await self.backend.dump()
 
+    def believed(self, keys: Set[ServiceKey] | None = None) -> Table | None:
+        """The services (all, or those of `keys`) as the kernel holds them by the reconciler's
+        belief, with no I/O; None before the first sync or after an error left it in doubt."""
+        services = self._services
+        if services is None:
+            return None
+        wanted = services if keys is None else [k for k in keys if k in services]
+        return {key: Entry(services[key], dict(self._dests[key])) for key in wanted}
+
     async def sync(self, desired: Table, managed: Set[ServiceKey]) -> Sequence[Operation]:
-        """Make the managed services equal to `desired`; the operations applied.
+        """Make the managed services equal to `desired`: dump the table, diff every managed service;
+        the operations applied.
 
         An entry the kernel refuses is left out (see `refusals`); raises IPVSError only when the
         table as a whole is out of reach, or keeps changing under us.
         """
         async with self._lock:
             self._desired = dict(desired)
-            self._managed = frozenset(managed) | frozenset(desired)
-            await self._converge()
+            self._managed = set(managed) | set(desired)
+            await self._converge(None)
             return tuple(self.last_ops)
 
-    async def resync(self) -> None:
-        """Re-dump the table and repair drift against the last desired state."""
+    async def update(self, desired: Table, changed: Set[ServiceKey]) -> Sequence[Operation]:
+        """Converge only the services in `changed` (healthd's own: those of `desired`, or ones to
+        remove) against the belief, with no dump; every other service of `desired` must be as
+        last given. The operations applied. Before any belief (or after an error) it is `sync`.
+        """
+        wanted = {key: desired.get(key) for key in changed}  # read now: the caller's table moves on
         async with self._lock:
-            await self._converge()
+            for key, entry in wanted.items():
+                self._managed.add(key)
+                if entry is None:
+                    self._desired.pop(key, None)
+                else:
+                    self._desired[key] = entry
+            # entries the kernel refused are tried again when their back-off ends (held() says when)
+            keys = set(wanted) | {refusal.key[0] for refusal in self.refusals.entries()}
+            try:
+                await self._converge(keys)
+            finally:
+                # a service removed now is no longer ours: a later resync leaves alone whoever makes it
+                # again (as `sync` forgets the services no longer passed in `managed`)
+                self._managed.difference_update(k for k, entry in wanted.items() if entry is None)
+            return tuple(self.last_ops)
 
-    def _effective(self, actual: Table) -> Table:
-        """The desired table minus quiesced reals that must not come back (readd=False)."""
-        out: dict[ServiceKey, Entry] = {}
-        for key, entry in self._desired.items():
-            present = actual[key].dests if key in actual else {}
-            keep = {dkey: d for dkey, d in entry.dests.items()
-                    if d.readd or d.weight != 0 or dkey in present or (key, dkey) not in self._seen}
-            out[key] = entry if len(keep) == len(entry.dests) else Entry(entry.service, keep)
-        return out
-
-    def _remember(self, actual: Table) -> None:
-        # only quiesced reals with readd=False need a memory: keep it that small (tables are large)
-        seen = set()
-        for key, entry in self._desired.items():
-            present = actual[key].dests if key in actual else {}
-            for dkey, d in entry.dests.items():
-                if not d.readd and d.weight == 0 and (dkey in present or (key, dkey) in self._seen):
-                    seen.add((key, dkey))
-        self._seen = seen
+    async def resync(self) -> Sequence[Operation]:
+        """Re-dump the table and repair drift against the last desired state; the operations applied."""
+        async with self._lock:
+            if not self._managed:
+                self.last_ops = []
+                return ()
+            await self._converge(None)
+            return tuple(self.last_ops)
 
     def next_retry(self) -> float | None:
         """Seconds until a refused entry is due for another try (sync again then); None if none is."""
         return self.refusals.next_retry()
+
+    # -- the belief ------------------------------------------------------------------------------
+
+    def _believe_dump(self, actual: Table) -> None:
+        self._services = {key: entry.service for key, entry in actual.items()}
+        self._dests = {key: dict(entry.dests) for key, entry in actual.items()}
+        # where the kernel holds what is desired, the belief holds the desired object itself, so
+        # that the next diff of the service finds it unchanged by identity, not field by field
+        for key, entry in self._desired.items():
+            present = self._dests.get(key)
+            if present is None:
+                continue
+            for dkey, dest in entry.dests.items():
+                current = present.get(dkey)
+                if current is not None and current is not dest and current == dest:
+                    present[dkey] = dest
+
+    def _believe(self, op: Operation) -> None:
+        """The kernel accepted `op`: the belief follows."""
+        services, dests = self._services, self._dests
+        if services is None:
+            return
+        match op:
+            case AddService(service):
+                services[service.key] = service.normalized()
+                dests[service.key] = {}
+            case EditService(service):
+                services[service.key] = service.normalized()
+            case DeleteService(key):
+                services.pop(key, None)
+                dests.pop(key, None)
+            case AddDest(key, dest) | EditDest(key, dest):
+                dests.setdefault(key, {})[dest.key] = dest
+            case DeleteDest(key, dest_key):
+                dests.get(key, {}).pop(dest_key, None)
+
+    def _have(self, key: ServiceKey) -> Entry | None:
+        assert self._services is not None
+        service = self._services.get(key)
+        return None if service is None else Entry(service, self._dests[key])
+
+    def _effective(self, key: ServiceKey, present: Mapping[DestKey, Dest]) -> Entry | None:
+        """The desired entry minus quiesced reals that must not come back (readd=False)."""
+        entry = self._desired.get(key)
+        seen = self._seen.get(key)
+        if entry is None or not seen:
+            return entry
+        keep = {dkey: d for dkey, d in entry.dests.items()
+                if d.readd or d.weight != 0 or dkey in present or dkey not in seen}
+        return entry if len(keep) == len(entry.dests) else Entry(entry.service, keep)
+
+    def _remember(self, key: ServiceKey, present: Mapping[DestKey, Dest]) -> None:
+        entry = self._desired.get(key)
+        seen = self._seen.get(key, set())
+        now = set() if entry is None else {
+            dkey for dkey, d in entry.dests.items()
+            if not d.readd and d.weight == 0 and (dkey in present or dkey in seen)}
+        if now:
+            self._seen[key] = now
+        else:
+            self._seen.pop(key, None)
+
+    def _plan(self, keys: Set[ServiceKey]) -> list[Operation]:
+        """The operations that bring `keys` (sorted, as `diff` orders them) to the desired state."""
+        ops: list[Operation] = []
+        removed: list[Operation] = []
+        dests = self._dests
+        for key in sorted(keys):
+            have = self._have(key)
+            present = dests.get(key, {})
+            self._remember(key, present)
+            diff_service(key, self._effective(key, present), have, ops, removed)
+        return ops + removed
+
+    # -- converging --------------------------------------------------------------------------------
 
     def _wanted(self, key: tuple[ServiceKey, DestKey | None]) -> bool:
         service, dest = key
@@ -174,15 +298,26 @@ class Reconciler:
             except Exception:
                 log.exception("on_refused hook failed")
 
-    async def _converge(self) -> None:
+    async def _converge(self, keys: set[ServiceKey] | None) -> None:
+        """Converge `keys` against the belief, or (None) every managed service against a fresh dump.
+        A retry always re-dumps and looks at every managed service."""
+        try:
+            await self._converge_attempts(keys)
+        except BaseException:
+            self._services = None  # what the kernel holds is in doubt: dump at the next sync
+            raise
+
+    async def _converge_attempts(self, keys: set[ServiceKey] | None) -> None:
         self.last_ops = []
         self.refusals.keep_only(self._wanted)
         for attempt in range(self.attempts):
             if attempt:
                 await self._sleep(min(self.max_backoff, self.backoff * 2 ** (attempt - 1)))
-            actual = await self.backend.dump()
-            self._remember(actual)
-            ops = diff(self._effective(actual), actual, self._managed)
+            if keys is None or self._services is None or attempt:
+                self.dumps += 1
+                self._believe_dump(await self.backend.dump())
+                keys = None
+            ops = self._plan(self._managed if keys is None else keys & self._managed)
             ops = [op for op in ops if not self.refusals.held(op)]
             if not ops:
                 return
@@ -190,14 +325,16 @@ class Reconciler:
             again = False
             for op, result in zip(ops, results, strict=True):
                 if result is None:
+                    self._believe(op)
                     self.last_ops.append(op)
                     if isinstance(op, AddDest | EditDest) and not op.dest.readd and op.dest.weight == 0:
-                        self._seen.add((op.service, op.dest.key))
+                        self._seen.setdefault(op.service, set()).add(op.dest.key)
                     ended = self.refusals.accepted(op)
                     if ended is not None:
                         log.info("IPVS: %s: accepted by the kernel now", ended.what)
                     continue
                 if isinstance(result, NotFound) and isinstance(op, DeleteService | DeleteDest):
+                    self._believe(op)
                     continue  # someone else removed it first: that is what we wanted
                 if isinstance(result, NotFound) and self.refusals.held(op):
                     continue  # its service was refused just before: it waits with it

@@ -106,6 +106,14 @@ class RecordingReconciler:
     async def resync(self) -> None:
         pass
 
+    def believed(self, keys: Any) -> None:
+        return None  # no belief: the engine adopts from a dump
+
+    async def update(self, desired: Table, changed: Any) -> None:
+        """Converge `changed` only: recorded as a sync of a copy of the whole desired table (the
+        engine's own table moves on) over the changed services."""
+        await self.sync(dict(desired), changed)
+
     async def sync(self, desired: Table, managed: Any) -> None:
         self.calls.append((asyncio.get_running_loop().time(), desired, frozenset(managed)))
         if self.fail is not None and self.fail():

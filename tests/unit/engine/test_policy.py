@@ -176,3 +176,20 @@ def test_policy_is_deterministic() -> None:
 ])
 def test_prefix_length(mask: str | None, family: int, want: int | None) -> None:
     assert prefix_length(mask, family) == want
+
+
+def test_a_previous_plan_gives_the_same_plan_with_its_own_unchanged_objects() -> None:
+    from healthd.config.model import GlobalSettings
+    from healthd.engine.policy import plan_virtual
+
+    v = virtual(reals=(R1, R2), quiescent=True)
+    settings = GlobalSettings()
+    states = {R1.check: U, R2.check: U}
+    first = plan_virtual(v, settings, health_from(states), frozenset(), None, False)
+    states[R2.check] = D  # R2 fails: quiesced at weight 0
+    fresh = plan_virtual(v, settings, health_from(states), frozenset(), None, False)
+    again = plan_virtual(v, settings, health_from(states), frozenset(), None, False, previous=first.entry)
+    assert again == fresh  # the previous plan changes nothing in the result
+    r1, r2 = DestKey("10.0.0.2", 80), DestKey("10.0.0.3", 80)
+    assert again.entry.dests[r1] is first.entry.dests[r1]  # unchanged: the same object
+    assert again.entry.dests[r2] is not first.entry.dests[r2] and again.entry.dests[r2].weight == 0
