@@ -6,8 +6,8 @@ import importlib
 import sys
 
 BENCHMARKS = {
-    "checks": "bench.checks", "engine": "bench.engine", "ipvs": "bench.ipvs", "outputs": "bench.outputs",
-    "web": "bench.web",
+    "checks": "bench.checks", "engine": "bench.engine", "ipvs": "bench.ipvs", "kstart": "bench.ipvs",
+    "outputs": "bench.outputs", "web": "bench.web",
 }
 
 
