@@ -1,6 +1,7 @@
 """Benchmark: start-up on the kernel at 10,000 reals, beside `ipvsadm -R` of the same table.
 
-    python -m bench ipvs [--services 100] [--reals 100] [--rounds 1] [--no-daemon]   (alias: bench kstart)
+    python -m bench ipvs [--services 100] [--reals 100] [--rounds 1] [--no-daemon] [--check on|connect]
+    (alias: python -m bench kstart; ./run bench kstart)
 
 On a machine without IPVS it boots the test VM and runs itself there. Each figure is wall time and the
 CPU time (user + system: the kernel's netlink work is charged to the process that sends) of:
@@ -12,7 +13,8 @@ CPU time (user + system: the kernel's netlink work is charged to the process tha
       diff, apply_all), and apply_all alone (netlink: encode, send, read refusals);
   (c) healthd start-up end to end: `healthd -d CONFIG start` with the same table as ldirectord.cf
       (checktype=on: the table part isolated, no check traffic) until it logs "first round of checks
-      applied"; the table is then compared with (a)'s `ipvsadm -Sn`;
+      applied"; the table is then compared with (a)'s `ipvsadm -Sn`. With --check connect, also with a
+      connect check on every real, the reals answering in a network namespace behind a veth pair;
   the dump of the full table beside `ipvsadm -Ln`.
 Every table built is compared with (a)'s; a difference fails the benchmark.
 The ratios: to `ipvsadm -R` (CPU and wall), to the floor, and to the previous figures (PREVIOUS).
@@ -78,14 +80,55 @@ def restore_script(table: Table) -> str:
     return "\n".join(lines) + "\n"
 
 
-def ldirectord_cf(table: Table) -> str:
-    """The same table as an unchanged ldirectord.cf: checktype=on, so every real is in from the start."""
-    lines = ["checkinterval=5", "quiescent=no"]
+def ldirectord_cf(table: Table, check: str) -> str:
+    """The same table as an unchanged ldirectord.cf. checktype=on: every real is in from the start, no
+    check runs; connect: every real is checked once before the first round counts as applied."""
+    lines = ["checkinterval=10", "checktimeout=60", "quiescent=no"]
     for key, e in table.items():
         lines.append(f"virtual={key.address}:{key.port}")
         lines += [f"\treal={d.address}:{d.port} {FWD_WORD[d.forward]} {d.weight}" for d in e.dests.values()]
-        lines += [f"\tscheduler={e.service.scheduler}", "\tchecktype=on", "\tprotocol=tcp"]
+        lines += [f"\tscheduler={e.service.scheduler}", f"\tchecktype={check}", "\tprotocol=tcp"]
     return "\n".join(lines) + "\n"
+
+
+REALS_NS = "healthd-bench-reals"
+# The reals' addresses (build_table: 10.2.0.0 to 10.5.255.255) are all local in one network namespace
+# behind a veth pair (AnyIP: a local route, no 10,000 addresses), where one listener accepts every check.
+ACCEPTOR = """
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 80)); s.listen(4096)
+print("ready", flush=True)
+while True:
+    s.accept()[0].close()
+"""
+
+
+def reals_namespace() -> subprocess.Popen[str]:
+    """Make the reals' namespace and start its listener; the caller ends it with drop_reals_namespace."""
+    script = [f"netns add {REALS_NS}",
+              f"link add hbr0 type veth peer name hbr1 netns {REALS_NS}",
+              "addr add 10.255.0.1/30 dev hbr0", "link set hbr0 up",
+              "route add 10.2.0.0/15 via 10.255.0.2", "route add 10.4.0.0/15 via 10.255.0.2",
+              f"-n {REALS_NS} addr add 10.255.0.2/30 dev hbr1", f"-n {REALS_NS} link set hbr1 up",
+              f"-n {REALS_NS} link set lo up",
+              f"-n {REALS_NS} route add local 10.2.0.0/15 dev lo",
+              f"-n {REALS_NS} route add local 10.4.0.0/15 dev lo"]
+    subprocess.run(["ip", "-batch", "-"], input="\n".join(script) + "\n", text=True, check=True)
+    subprocess.run(["ip", "netns", "exec", REALS_NS, "sysctl", "-q", "net.core.somaxconn=4096"], check=True)
+    proc = subprocess.Popen(["ip", "netns", "exec", REALS_NS, sys.executable, "-c", ACCEPTOR],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    if proc.stdout.readline().strip() != "ready":
+        raise RuntimeError("the reals' listener did not start")
+    return proc
+
+
+def drop_reals_namespace(proc: subprocess.Popen[str]) -> None:
+    proc.kill()
+    proc.wait()
+    subprocess.run(["ip", "link", "del", "hbr0"], check=False)
+    subprocess.run(["ip", "netns", "del", REALS_NS], check=False)
 
 
 def children_cpu() -> float:
@@ -152,10 +195,10 @@ def proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_daemon(table: Table, workdir: Path) -> Figure:
+def start_daemon(table: Table, workdir: Path, check: str) -> Figure:
     """`healthd -d CONFIG start` until the first round is applied; wall and CPU time, then stop it."""
     config = workdir / "bench.cf"
-    config.write_text(ldirectord_cf(table))
+    config.write_text(ldirectord_cf(table, check))
     argv = [str(Path(sys.executable).with_name("healthd")), "-d", str(config), "start"]
     t = time.perf_counter()
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -194,7 +237,7 @@ def compare(name: str, reference: list[str]) -> None:
                            f"{len(reference)}; missing {missing}, extra {extra})")
 
 
-async def run(services: int, reals: int, rounds: int, daemon: bool) -> int:
+async def run(services: int, reals: int, rounds: int, daemon: bool, check: str) -> int:
     from healthd.ipvs.netlink import NetlinkTable
 
     desired = build_table(services, reals)
@@ -248,12 +291,21 @@ async def run(services: int, reals: int, rounds: int, daemon: bool) -> int:
 
                 if daemon:
                     await table.flush()
-                    note("healthd start to first round", start_daemon(desired, workdir))
+                    note("healthd start to first round (on)", start_daemon(desired, workdir, "on"))
                     compare("healthd start", reference)
+                if check == "connect":
+                    await table.flush()
+                    listener = reals_namespace()
+                    try:
+                        figure = start_daemon(desired, workdir, "connect")
+                        note("healthd start to first round (connect)", figure)
+                        compare("healthd start, connect checks", reference)
+                    finally:
+                        drop_reals_namespace(listener)
         finally:
             await table.flush()
             await table.close()
-    report(best, services, reals, rounds, daemon)
+    report(best, services, reals, rounds, daemon or check == "connect")
     return 0
 
 
@@ -277,9 +329,10 @@ def report(best: dict[str, Figure], services: int, reals: int, rounds: int, daem
     then = PREVIOUS["healthd sync from empty"] / PREVIOUS["ipvsadm -R"]
     print(f"    ratio sync / ipvsadm -R (wall): then {then:.2f}, now {sync.wall / restore.wall:.2f}")
     if daemon:
-        print("  start to first round = `healthd -d CONFIG start`, checktype=on, until 'first round of "
-              "checks applied':\n    Python start-up, config parse, adopting dump, first sync, the applier's "
-              "dump + diff; its table = ipvsadm -R's")
+        print("  start to first round = `healthd -d CONFIG start` until 'first round of checks applied':\n"
+              "    Python start-up, config parse, adopting dump, first sync, (connect: every real checked\n"
+              "    once over a veth pair), the applier's dump + diff and sync; (on) = checktype=on, the\n"
+              "    table part alone; each table = ipvsadm -R's")
 
 
 def main(argv: list[str]) -> int:
@@ -289,6 +342,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rounds", type=int, default=1, help="best of N (by CPU time)")
     parser.add_argument("--no-daemon", dest="daemon", action="store_false",
                         help="leave out (c), healthd's start-up end to end")
+    parser.add_argument("--check", choices=("on", "connect"), default="on",
+                        help="connect: also start healthd with a connect check on every real, the reals in a "
+                             "network namespace (adds ~1 min)")
     args = parser.parse_args(argv)
     if not (1 <= args.services <= 1000 and 1 <= args.reals <= 1000 and 1 <= args.rounds <= 10):
         parser.error("--services and --reals must be 1..1000, --rounds 1..10")
@@ -302,7 +358,7 @@ def main(argv: list[str]) -> int:
               file=sys.stderr)
         return rc
     try:
-        return asyncio.run(run(args.services, args.reals, args.rounds, args.daemon))
+        return asyncio.run(run(args.services, args.reals, args.rounds, args.daemon, args.check))
     except RuntimeError as e:
         print(f"bench: {e}", file=sys.stderr)
         return 1
