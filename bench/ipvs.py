@@ -106,15 +106,14 @@ while True:
 
 def reals_namespace() -> subprocess.Popen[str]:
     """Make the reals' namespace and start its listener; the caller ends it with drop_reals_namespace."""
-    script = [f"netns add {REALS_NS}",
-              f"link add hbr0 type veth peer name hbr1 netns {REALS_NS}",
-              "addr add 10.255.0.1/30 dev hbr0", "link set hbr0 up",
-              "route add 10.2.0.0/15 via 10.255.0.2", "route add 10.4.0.0/15 via 10.255.0.2",
-              f"-n {REALS_NS} addr add 10.255.0.2/30 dev hbr1", f"-n {REALS_NS} link set hbr1 up",
-              f"-n {REALS_NS} link set lo up",
-              f"-n {REALS_NS} route add local 10.2.0.0/15 dev lo",
-              f"-n {REALS_NS} route add local 10.4.0.0/15 dev lo"]
-    subprocess.run(["ip", "-batch", "-"], input="\n".join(script) + "\n", text=True, check=True)
+    subprocess.run(["ip", "netns", "add", REALS_NS], check=True)
+    here = [f"link add hbr0 type veth peer name hbr1 netns {REALS_NS}",
+            "addr add 10.255.0.1/30 dev hbr0", "link set hbr0 up",
+            "route add 10.2.0.0/15 via 10.255.0.2", "route add 10.4.0.0/15 via 10.255.0.2"]
+    there = ["addr add 10.255.0.2/30 dev hbr1", "link set hbr1 up", "link set lo up",
+             "route add local 10.2.0.0/15 dev lo", "route add local 10.4.0.0/15 dev lo"]
+    for prefix, lines in ((["ip"], here), (["ip", "-n", REALS_NS], there)):
+        subprocess.run([*prefix, "-batch", "-"], input="\n".join(lines) + "\n", text=True, check=True)
     subprocess.run(["ip", "netns", "exec", REALS_NS, "sysctl", "-q", "net.core.somaxconn=4096"], check=True)
     proc = subprocess.Popen(["ip", "netns", "exec", REALS_NS, sys.executable, "-c", ACCEPTOR],
                             stdout=subprocess.PIPE, text=True)
