@@ -472,6 +472,26 @@ class DestDecoder:
         self._layout: _DestLayout | None = None
         self._learned = False
 
+    def feed(self, data: memoryview, seq: int, out: dict[DestKey, Dest]) -> int | None:
+        """Read one datagram of the dump numbered `seq` into `out`: None while more is to come, 0 at its
+        end (NLMSG_DONE), else the kernel's errno. Answers to other requests are skipped. The messages are
+        walked here rather than through messages(): a 10,000-real dump is 10,000 of them."""
+        pos, end = 0, len(data)
+        unpack = _NLMSGHDR.unpack_from
+        while pos + _NLMSGHDR.size <= end:
+            length, kind, _flags, mseq, _pid = unpack(data, pos)
+            if length < _NLMSGHDR.size:
+                raise DecodeError(f"netlink message with length {length}")
+            if mseq == seq:
+                if kind == NLMSG_DONE:
+                    return 0
+                if kind == NLMSG_ERROR:
+                    return error_code(data[pos + _NLMSGHDR.size:pos + length])
+                dest = self(data[pos + _NLMSGHDR.size:pos + length])
+                out[DestKey(dest.address, dest.port)] = dest
+            pos += (length + 3) & ~3
+        return None
+
     def __call__(self, payload: memoryview) -> Dest:
         if not self._learned:
             self._learned = True

@@ -19,7 +19,17 @@ from typing import TypeVar
 
 from healthd.ipvs import genl
 from healthd.ipvs.backend import AlreadyExists, IPVSError, NotFound, Unavailable
-from healthd.ipvs.model import AddService, EditService, Entry, Operation, Table, describe_op
+from healthd.ipvs.model import (
+    AddService,
+    Dest,
+    DestKey,
+    EditService,
+    Entry,
+    Operation,
+    ServiceKey,
+    Table,
+    describe_op,
+)
 from healthd.process import run_process
 
 SOL_NETLINK = 270
@@ -198,17 +208,25 @@ class NetlinkTable:
         table: dict = {}
         for svc in services:
             await asyncio.sleep(0)  # a big table takes a while to read: let health checks run meanwhile
-            seq = self._next_seq()
-            family = svc.key.family
-            try:
-                dests = await self._dump(genl.dump_dests(self._family_id, seq, svc.key), seq,
-                                         genl.DestDecoder(family))
-            except IPVSError as e:
-                if e.errno == errno.ESRCH:
-                    continue  # deleted between the two dumps
-                raise
-            table[svc.key] = Entry(svc, {d.key: d for d in dests})
+            dests = await self._dump_dests(svc.key)
+            if dests is not None:  # None: deleted between the two dumps
+                table[svc.key] = Entry(svc, dests)
         return table
+
+    async def _dump_dests(self, key: ServiceKey) -> dict[DestKey, Dest] | None:
+        """The real servers of one service; None when the service is gone."""
+        seq = self._next_seq()
+        await asyncio.get_running_loop().sock_sendall(self._sock, genl.dump_dests(self._family_id, seq, key))
+        decoder = genl.DestDecoder(key.family)
+        out: dict[DestKey, Dest] = {}
+        while True:
+            code = decoder.feed(await self._recv(), seq, out)
+            if code == 0:
+                return out
+            if code == errno.ESRCH:
+                return None
+            if code is not None:
+                raise IPVSError(f"dump the IPVS table: {os.strerror(code)}", code)
 
     async def apply_all(self, ops: Sequence[Operation]) -> list[IPVSError | None]:
         """Carry out `ops` in order; the error of each (None when it succeeded).

@@ -163,3 +163,18 @@ def test_dump_decoder_refuses_a_local_node_real_as_the_walk_does() -> None:
     struct.pack_into("=I", message, fwd_at, 1)  # IP_VS_CONN_F_LOCALNODE
     with pytest.raises(genl.DecodeError):
         genl.DestDecoder(Family.INET)(memoryview(message))
+
+
+def test_dump_decoder_reads_whole_datagrams_of_its_own_dump() -> None:
+    def message(kind: int, seq: int, body: bytes) -> bytes:
+        return struct.pack("=IHHII", 16 + len(body), kind, 2, seq, 0) + body
+
+    dests = [Dest("10.0.0.2", 80, Forward.MASQ, 3), Dest("10.0.0.3", 81, Forward.GATE, 4)]
+    stray = message(genl.NLMSG_ERROR, 8, struct.pack("=i", 0) + bytes(16))  # an abandoned request's ACK
+    data = stray + b"".join(message(42, 7, bytes(kernel_dest_message(d, 2))) for d in dests)
+    decoder, out = genl.DestDecoder(Family.INET), {}
+    assert decoder.feed(memoryview(data), 7, out) is None  # more to come
+    assert decoder.feed(memoryview(message(genl.NLMSG_DONE, 7, bytes(4))), 7, out) == 0
+    assert out == {d.key: d for d in dests}
+    gone = message(genl.NLMSG_ERROR, 9, struct.pack("=i", -3) + bytes(16))  # ESRCH: the service went away
+    assert genl.DestDecoder(Family.INET).feed(memoryview(gone), 9, {}) == 3
