@@ -6,8 +6,15 @@ import importlib
 import sys
 
 BENCHMARKS = {
-    "checks": "bench.checks", "engine": "bench.engine", "ipvs": "bench.ipvs", "kstart": "bench.ipvs",
-    "outputs": "bench.outputs", "web": "bench.web",
+    "checks": "bench.checks",
+    "config": "bench.config",
+    "engine": "bench.engine",
+    "hotpath": "bench.hotpath",
+    "ipvs": "bench.ipvs",
+    "kstart": "bench.ipvs",
+    "outputs": "bench.outputs",
+    "tls": "bench.tls",
+    "web": "bench.web",
 }
 
 

@@ -123,7 +123,7 @@ class NullRunner:
         self.failing = False
         self._ok = Outcome(True, "ok (no I/O)", 0.0)
 
-    async def start(self) -> None:
+    async def start(self, services: object = None) -> None:  # the services CheckRunner would prepare
         pass
 
     async def close(self) -> None:

@@ -8,12 +8,15 @@ from dataclasses import dataclass, field
 from healthd.checks.icmp import Pinger
 from healthd.checks.poller import Poller
 from healthd.checks.tls import TlsContexts
+from healthd.checks.tlsresume import TlsSessions
 
 
 @dataclass
 class CheckContext:
     # SSLContexts per TLS policy (healthd.checks.tls): built once, shared by the checks that use them
     tls: TlsContexts = field(default_factory=TlsContexts)
+    # the TLS session to resume per real and policy (healthd.checks.tlsresume), for checks over TLS
+    sessions: TlsSessions = field(default_factory=TlsSessions)
     body_limit: int = 64 * 1024  # bytes of a response body read before deciding
     output_limit: int = 4 * 1024  # bytes of an external command's output kept (the rest is drained)
     kill_grace: float = 2.0  # seconds between SIGTERM and SIGKILL for an external command past its deadline

@@ -11,7 +11,9 @@ Behaviour (as ldirectord, with its weak spots fixed):
 - `httpmethod` (GET or HEAD) of `request` on address:port; Host is `virtualhost`, else the
   real's address (IPv6 in brackets, `:port` added when not the scheme's default).
 - https: TLS as spec.tls says (healthd.checks.tls: by default the chain is verified and the
-  name is not, as Debian's ldirectord does); SNI from `virtualhost` (or `tlsname`).
+  name is not, as Debian's ldirectord does); SNI from `virtualhost` (or `tlsname`). The real's
+  TLS session is resumed from one check to the next (healthd.checks.tlsresume): a resumed
+  handshake costs a fraction of a full one.
 - http_proxy: the real is a proxy, so the request line carries an absolute URL: `request`
   itself when it is one (`http://www.example.com/`), else `http://HOST[:port]/request`.
 - Redirects (301, 302, 303, 307, 308) are followed as ldirectord's LWP does, up to 7,
@@ -27,6 +29,7 @@ Behaviour (as ldirectord, with its weak spots fixed):
 from __future__ import annotations
 
 import asyncio
+import re
 import select
 import socket
 import ssl
@@ -34,7 +37,7 @@ import string
 from urllib.parse import quote
 
 from healthd import __version__, vocab
-from healthd.checks import failures
+from healthd.checks import failures, sslsession
 from healthd.checks.context import CheckContext
 from healthd.checks.httpparse import ParseState, ResponseParser
 from healthd.checks.poller import Poller
@@ -110,11 +113,12 @@ class _Exchange:
     """
 
     __slots__ = ("decide_on_status", "fd", "handshaken", "incoming", "out", "outgoing", "parser", "poller",
-                  "reading", "request", "sock", "tls", "verdict", "writing")
+                  "reading", "request", "sock", "tls", "tls_error", "verdict", "writing")
 
     def __init__(self, poller: Poller, sock: socket.socket, request: bytes,
                  parser: ResponseParser, decide_on_status: bool, verdict: asyncio.Future[str | None],
-                 tls: ssl.SSLContext | None = None, server_hostname: str | None = None) -> None:
+                 tls: ssl.SSLContext | None = None, server_hostname: str | None = None,
+                 session: object | None = None) -> None:
         self.poller = poller
         self.sock = sock
         self.fd = sock.fileno()
@@ -126,10 +130,13 @@ class _Exchange:
         self.writing = False
         self.out = b""  # bytes waiting to be sent
         self.handshaken = tls is None
+        self.tls_error = False  # the TLS layer failed (not the HTTP exchange): its session is not kept
         if tls is not None:
             self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
             self.tls: ssl.SSLObject | None = tls.wrap_bio(self.incoming, self.outgoing,
                                                          server_hostname=server_hostname)
+            if session is not None:
+                sslsession.offer(self.tls, session)
         else:
             self.tls = None
 
@@ -199,6 +206,7 @@ class _Exchange:
             try:
                 data, eof = self._tls_receive(data)
             except ssl.SSLError as exc:
+                self.tls_error = True
                 self._settle(failures.of_exception(exc))
                 return
             if not self.handshaken:
@@ -266,8 +274,7 @@ class _Exchange:
 
 async def check(spec: CheckSpec, ctx: CheckContext) -> Outcome:
     """One HTTP(S) check of `spec`; the caller (CheckRunner) enforces the deadline."""
-    loop = asyncio.get_running_loop()
-    started = loop.time()
+    started = asyncio.get_running_loop().time()
     try:
         pattern = compiled(spec.receive_re) if spec.receive_re is not None else None
     except BadPattern as exc:
@@ -277,16 +284,22 @@ async def check(spec: CheckSpec, ctx: CheckContext) -> Outcome:
         request = build_request(spec)
     except ValueError as exc:
         return Outcome(False, str(exc), 0.0)
-    head_only = spec.httpmethod.upper() == "HEAD"
+    parser = ResponseParser(head_only=spec.httpmethod.upper() == "HEAD", body_limit=ctx.body_limit)
+    failure = await _exchange(spec, ctx, request, parser, pattern is None)
+    if failure is not None:
+        return Outcome(False, failure, asyncio.get_running_loop().time() - started)
+    return await conclude(spec, ctx, parser, pattern, target, host, started)
+
+
+async def conclude(spec: CheckSpec, ctx: CheckContext, parser: ResponseParser,
+                   pattern: re.Pattern[str] | None, target: str, host: str, started: float) -> Outcome:
+    """The verdict once the first response (to `target`, Host `host`) is in `parser`: redirects
+    are followed first (a new connection each), as ldirectord's LWP does, while they stay on
+    this real. `started` is the loop time the check began."""
+    loop = asyncio.get_running_loop()
     seen = {target}
-    for hops in range(MAX_REDIRECTS + 1):
-        parser = ResponseParser(head_only=head_only, body_limit=ctx.body_limit)
-        failure = await _exchange(spec, ctx, request, parser, pattern is None)
-        if failure is not None:
-            return Outcome(False, failure, loop.time() - started)
-        if parser.status not in REDIRECT_STATUSES:
-            break
-        # a redirect (rare): follow it as ldirectord's LWP does, while it stays on this real
+    hops = 0
+    while parser.status in REDIRECT_STATUSES:  # rare
         if hops == MAX_REDIRECTS:
             return Outcome(False, f"HTTP {parser.status} after {MAX_REDIRECTS} redirects: too many "
                                   f"(ldirectord's limit)", loop.time() - started)
@@ -306,7 +319,12 @@ async def check(spec: CheckSpec, ctx: CheckContext) -> Outcome:
             request = build_request(spec, target, host)
         except ValueError as exc:
             return Outcome(False, str(exc), loop.time() - started)
-    outcome = _judge(parser, pattern, loop.time() - started)
+        hops += 1
+        parser = ResponseParser(head_only=spec.httpmethod.upper() == "HEAD", body_limit=ctx.body_limit)
+        failure = await _exchange(spec, ctx, request, parser, pattern is None)
+        if failure is not None:
+            return Outcome(False, failure, loop.time() - started)
+    outcome = judge_parsed(parser, pattern, loop.time() - started)
     if hops:
         return Outcome(outcome.ok, f"{outcome.detail} (after {hops} redirect{'s' if hops > 1 else ''})",
                        outcome.latency)
@@ -316,7 +334,7 @@ async def check(spec: CheckSpec, ctx: CheckContext) -> Outcome:
 async def _exchange(spec: CheckSpec, ctx: CheckContext, request: bytes, parser: ResponseParser,
                     decide_on_status: bool) -> str | None:
     """One connection to the real: send `request`, feed `parser`; the failure detail, or None."""
-    tls_context = server_hostname = None
+    tls_context = server_hostname = session = session_key = None
     if spec.scheme == "https":  # resolved by the config layer, from service= or the URL
         policy = policy_of("https", spec.address, spec.virtualhost, spec.tls)
         try:
@@ -324,6 +342,8 @@ async def _exchange(spec: CheckSpec, ctx: CheckContext, request: bytes, parser: 
         except TlsSetupError as exc:
             return str(exc)
         server_hostname = policy.server_hostname
+        session_key = (spec.address, spec.port, policy)  # resumed when possible (healthd.checks.tlsresume)
+        session = ctx.sessions.offer(session_key, tls_context)
     verdict: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
     sock = socket.socket(socket.AF_INET6 if spec.family == 6 else socket.AF_INET,
                          socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
@@ -331,30 +351,45 @@ async def _exchange(spec: CheckSpec, ctx: CheckContext, request: bytes, parser: 
     try:
         reset_on_close(sock)
         exchange = _Exchange(ctx.poller, sock, request, parser, decide_on_status, verdict,
-                             tls_context, server_hostname)
+                             tls_context, server_hostname, session)
         exchange.start((spec.address, spec.port))
         return await verdict
     except OSError as exc:  # ssl.SSLError is an OSError
+        if exchange is not None and isinstance(exc, ssl.SSLError):
+            exchange.tls_error = True
         return failures.of_exception(exc)
     finally:
         if exchange is not None:
+            if session_key is not None:  # the response was read: a TLS 1.3 ticket is in by now
+                done = exchange.handshaken and not exchange.tls_error
+                ctx.sessions.settle(session_key, tls_context, exchange.tls if done else None)  # type: ignore[arg-type]
             exchange.close()
         else:
             sock.close()
 
 
-def _judge(parser: ResponseParser, pattern: object, latency: float) -> Outcome:
+def judge_parsed(parser: ResponseParser, pattern: re.Pattern[str] | None, latency: float) -> Outcome:
+    """The verdict on the final response as `parser` read it."""
     if parser.status == 0:
         return Outcome(False, parser.error or "no HTTP response", latency)
-    if not 200 <= parser.status < 300:
-        return Outcome(False, f"HTTP {parser.status} {parser.reason}".rstrip(), latency)
+    return judge(parser.status, parser.reason, parser.error if parser.state is ParseState.ERROR else "",
+                 parser.body, parser.truncated, pattern, latency)
+
+
+def judge(status: int, reason: str, error: str, body: bytes | bytearray, truncated: bool,
+          pattern: re.Pattern[str] | None, latency: float) -> Outcome:
+    """The verdict on a final response: its status, the `error` that cut its body short (""
+    if none), the body read (the first `ctx.body_limit` bytes if `truncated`)."""
+    if not 200 <= status < 300:
+        return Outcome(False, f"HTTP {status} {reason}".rstrip(), latency)
     if pattern is None:
-        return Outcome(True, f"HTTP {parser.status}", latency)
-    if parser.state is ParseState.ERROR:
-        return Outcome(False, f"HTTP {parser.status}, then {parser.error}", latency)
-    if pattern.search(decode(bytes(parser.body))) is None:  # type: ignore[attr-defined]
-        read = f"first {len(parser.body)} bytes of body" if parser.truncated else "body"
-        return Outcome(False, f"HTTP {parser.status}, {read} did not match receive", latency)
-    return Outcome(True, f"HTTP {parser.status}, body matched", latency)
+        return Outcome(True, f"HTTP {status}", latency)
+    if error:
+        return Outcome(False, f"HTTP {status}, then {error}", latency)
+    if pattern.search(decode(bytes(body))) is None:
+        read = f"first {len(body)} bytes of body" if truncated else "body"
+        return Outcome(False, f"HTTP {status}, {read} did not match receive", latency)
+    return Outcome(True, _MATCHED.get(status) or f"HTTP {status}, body matched", latency)
 
 
+_MATCHED = {200: "HTTP 200, body matched"}  # the usual verdict's words, made once

@@ -13,6 +13,43 @@ import enum
 HEAD_LIMIT = 32 * 1024  # a response head longer than this is treated as garbage
 
 
+def whole_response(data: bytes, body_limit: int) -> tuple[int, str, bytes] | None:
+    """(status, reason, body) when `data`, the first read of a GET's answer, is the usual case,
+    whole: a 2xx status other than 204, CRLF header lines each with a colon, one Content-Length
+    and no Transfer-Encoding or Location, and that many body bytes, at most `body_limit`.
+    None for anything else: ResponseParser reads it then. In the usual case both give the same
+    answer; this one does it in a few bytes methods instead of a loop over headers (a quarter of
+    the parser's cost, which counts at 10,000 checks a second)."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0 or not data.startswith(b"HTTP/1."):
+        return None
+    head = data[:end]
+    if head.count(b"\n") != head.count(b"\r\n"):
+        return None  # a bare LF: the parser's business
+    lines = head.split(b"\r\n")
+    parts = lines[0].split(None, 2)
+    code = parts[1] if len(parts) > 1 else b""
+    if len(code) != 3 or not code.isdigit() or code[0] != 50 or code == b"204":  # 50: "2"
+        return None
+    for line in lines[1:]:
+        if b":" not in line:  # not a header line: the parser says how it is malformed
+            return None
+    low = head.lower()
+    at = low.find(b"\ncontent-length:")
+    if at < 0 or low.count(b"content-length") != 1 or b"transfer-encoding" in low or b"location" in low:
+        return None
+    at += 16
+    stop = low.find(b"\r", at)
+    text = head[at: stop if stop >= 0 else end].strip()
+    if not text.isdigit():
+        return None
+    length = int(text)
+    if length > body_limit or len(data) - end - 4 < length:
+        return None
+    reason = parts[2].decode("latin-1").strip() if len(parts) > 2 else ""
+    return int(code), reason, data[end + 4: end + 4 + length]
+
+
 class ParseState(enum.Enum):
     HEAD = "head"  # reading the status line and headers
     BODY = "body"  # status known, reading the body

@@ -18,6 +18,9 @@ Contract (every check module follows it):
   use and released by close(), never one per check. A module on a hot path should
   watch its sockets with ctx.poller rather than loop.add_reader (see healthd.checks.http).
 - Only asyncio.CancelledError from *outside* (the engine cancelling the run) leaves run().
+- fast(spec) offers the same check without a task where one is written that way
+  (healthd.checks.httpfast: plain HTTP); the scheduler uses it, else run(). It keeps
+  run()'s promises: a verdict within the deadline, never an exception, the same words.
 - run() does not limit concurrency: every check in flight holds one file descriptor
   (a socket, or an external command's pipe), so the engine bounds how many run at once
   and the daemon raises RLIMIT_NOFILE above that bound.
@@ -45,7 +48,7 @@ import importlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 
-from healthd.checks import failures, optional
+from healthd.checks import failures, httpfast, optional
 from healthd.checks.context import CheckContext
 from healthd.checks.deadlines import Deadlines
 from healthd.checks.services import SERVICE_MODULES, SUPPORTED_SERVICES
@@ -136,6 +139,11 @@ class CheckRunner:
                 return reason
             return f"service {spec.service} is not supported yet"
         return fn
+
+    def fast(self, spec: CheckSpec) -> httpfast.FastHttp | None:
+        """The task-free form of `spec`'s check (plain HTTP), for the scheduler's hot path; None if
+        `spec` has none: then run() it. Build it once per identity: it prepares the request."""
+        return httpfast.plan(spec, self.ctx, self._deadlines)
 
     async def run(self, spec: CheckSpec) -> Outcome:
         """Run one check of `spec` within spec.deadline. Never raises (except CancelledError from outside)."""

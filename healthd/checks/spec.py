@@ -8,7 +8,8 @@ Nothing here knows about IPVS or about ldirectord.cf syntax.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
 
 from healthd.checks.services import KNOWN_SERVICES as KNOWN_SERVICES  # the config parser's import
 from healthd.checks.tls import TlsPolicy
@@ -27,7 +28,9 @@ class CheckSpec:
 
     type: CheckType
     service: str  # one of KNOWN_SERVICES; "none" when the type is not negotiate
-    protocol: ServiceProtocol  # the virtual's protocol
+    # the transport: the virtual's protocol; for a firewall mark TCP, or UDP for dns and sip
+    # (healthd.config.defaults.check_protocol), so that it does not split identical checks
+    protocol: ServiceProtocol
     family: int  # 4 or 6
     address: str  # canonical IP text, no brackets
     port: int  # check port; 0 only for checks that need none (ping, on, off)
@@ -60,6 +63,19 @@ class CheckSpec:
     # TLS services (https, pops, imaps, ldaps): what to verify, resolved from the tls* directives
     # (healthd.checks.tls); None for the others, and for a spec built without the config layer.
     tls: TlsPolicy | None = None
+    # The hash of every field above, worked out once: the engine looks each identity up in its
+    # dicts on every verdict, and hashing 27 fields each time costs more than the lookup.
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash(_identity(self)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self) -> tuple[type[CheckSpec], tuple[object, ...]]:
+        """Copies and pickles are built anew, so that one made in another process hashes there."""
+        return CheckSpec, _init_values(self)
 
     @property
     def deadline(self) -> float:
@@ -72,6 +88,10 @@ class CheckSpec:
     def target(self) -> str:
         """`address:port` as people write it (IPv6 in brackets), for logs and errors."""
         return host_port(self.address, self.port)
+
+
+_identity = attrgetter(*(f.name for f in fields(CheckSpec) if f.compare))  # what __eq__ compares
+_init_values = attrgetter(*(f.name for f in fields(CheckSpec) if f.init))  # __init__'s arguments, in order
 
 
 @dataclass(frozen=True, slots=True)

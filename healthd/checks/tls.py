@@ -16,8 +16,9 @@ certificates:
   the certificate must name the real's IP address; no SNI (an address is no name).
 - ldaps (Net::LDAP without `verify`): nothing is verified.
 - smtp, submission: no TLS (ldirectord's Net::SMTP does not STARTTLS, neither does healthd).
-Each check does a full handshake and verifies the certificate it is shown, so a
-certificate changed on the real is judged on the next check.
+ldirectord does a full handshake on every check; healthd resumes the real's TLS session
+when it can, and verifies the certificate the real shows at least once a minute and
+whenever the real refuses to resume (healthd.checks.tlsresume says when and why).
 """
 
 from __future__ import annotations

@@ -38,9 +38,11 @@ class _Builder:
     errors: list[ConfigIssue] = field(default_factory=list)
     warnings: list[ConfigIssue] = field(default_factory=list)
     tls: PolicyBuilder = field(init=False)
+    globals: GlobalSettings = field(init=False)  # set by global_settings(), read by every section
 
     def __post_init__(self) -> None:
         self.tls = PolicyBuilder(self.error)
+        self.resolver = _once_per_name(self.resolver)
 
     def error(self, line: int, message: str) -> None:
         self.errors.append(ConfigIssue(self.draft.path, line, message))
@@ -68,7 +70,7 @@ class _Builder:
                       f"cannot open logfile {logfile}: {problem}; {v.LDIRECTORD_WOULD_NOT_START} (except "
                       "with -d or supervised=yes); healthd logs to the journal or stderr instead: "
                       f"{quote(self.draft.settings['logfile'].text)}")
-        return GlobalSettings(
+        self.globals = GlobalSettings(
             checktimeout=self.global_value("checktimeout"),
             negotiatetimeout=self.global_value("negotiatetimeout"),
             checkinterval=self.global_value("checkinterval", defaults.DEFAULT_CHECKINTERVAL),
@@ -101,6 +103,7 @@ class _Builder:
             agentport=self.global_value("agentport", 0),
             announce=self.global_value("announce", False),
         )
+        return self.globals
 
     def fallback(self, setting: Setting | None, family: int, protocol: ServiceProtocol,
                  default_port: int) -> Fallback | None:
@@ -164,6 +167,7 @@ class _Builder:
         def get(name: str, default: Any = None) -> Any:
             return settings[name].value if name in settings else default
 
+        g = self.globals
         where = Setting(None, section.line, section.text)
         family = 6 if section.v6 else 4
         written = section.address
@@ -194,8 +198,9 @@ class _Builder:
         type_name, checktype, every = get("checktype", ("negotiate", CheckType.NEGOTIATE, 0))
         self.check_the_checks(section, service, port, type_name, checktype)
 
+        common = self.check_settings(settings, protocol, service, checktype, every)
         context = _VirtualContext(family, protocol, address, port, fwmark, service, checktype, every,
-                                  settings)
+                                  settings, common)
         reals: list[Real] = []
         seen: dict[tuple[str, int], int] = {}
         for setting in section.reals:
@@ -226,21 +231,21 @@ class _Builder:
             scheduler=get("scheduler", "wrr"), persistent=get("persistent"), netmask=get("netmask"),
             schedflags=get("schedflags", ()), ops=ops, reals=tuple(reals),
             fallback=fallback,
-            fallbackcommand=get("fallbackcommand", self.global_value("fallbackcommand")),
-            notifycommand=get("notifycommand", self.global_value("notifycommand")),
-            quiescent=get("quiescent", self.global_value("quiescent", False)),
-            cleanstop=get("cleanstop", self.global_value("cleanstop", True)),
+            fallbackcommand=get("fallbackcommand", g.fallbackcommand),
+            notifycommand=get("notifycommand", g.notifycommand),
+            quiescent=get("quiescent", g.quiescent),
+            cleanstop=get("cleanstop", g.cleanstop),
             service=service, checktype=checktype, connect_every=every, servicename=get("servicename"),
             comment=get("comment"), monitorfile=get("monitorfile"),
-            emailalert=get("emailalert", self.global_value("emailalert")),
-            emailalertfreq=get("emailalertfreq", self.global_value("emailalertfreq", 0)),
-            emailalertstatus=get("emailalertstatus", self.global_value("emailalertstatus", ("all",))),
-            smtp=get("smtp", self.global_value("smtp")),
-            slowstart=get("slowstart", self.global_value("slowstart", 0.0)),
-            drain=get("drain", self.global_value("drain", 0.0)),
-            depoolthreshold=get("depoolthreshold", self.global_value("depoolthreshold", 0.0)),
+            emailalert=get("emailalert", g.emailalert),
+            emailalertfreq=get("emailalertfreq", g.emailalertfreq),
+            emailalertstatus=get("emailalertstatus", g.emailalertstatus),
+            smtp=get("smtp", g.smtp),
+            slowstart=get("slowstart", g.slowstart),
+            drain=get("drain", g.drain),
+            depoolthreshold=get("depoolthreshold", g.depoolthreshold),
             line=section.line,
-            announce=fwmark is None and get("announce", self.global_value("announce", False)),
+            announce=fwmark is None and get("announce", g.announce),
         )
 
     def protocol(self, written: VirtualAddress, settings: dict[str, Setting]) -> ServiceProtocol:
@@ -325,31 +330,64 @@ class _Builder:
                                          f"{hi - lo + 1} addresses (at most {MAX_RANGE}): "
                                          f"{quote(setting.text)}")
                 return []
-            addresses = [str(ipaddress.IPv4Address(i)) for i in range(lo, hi + 1)]
+            addresses = [f"{i >> 24}.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}" for i in range(lo, hi + 1)]
         if context.fwmark is None and written.forward != "masq" and port and port != context.port:
             self.warn(setting.line, f"{written.forward} cannot map ports: IPVS sends to port "
                                     f"{context.port} of the real server, not {port}; use masq to map ports")
         reals = []
+        forward = Forward(written.forward)
         for address in addresses:
             check = self.check(address, check_port, written, setting, context)
             if check is None:
                 return []
-            reals.append(Real(address=address, port=port, forward=Forward(written.forward),
+            reals.append(Real(address=address, port=port, forward=forward,
                               weight=written.weight, check=check, upper=written.upper,
                               lower=written.lower, line=setting.line))
         return reals
 
-    def check(self, address: str, port: int, written: RealLine, setting: Setting,
-              context: _VirtualContext) -> CheckSpec | None:
-        settings = context.settings
+    def check_settings(self, settings: dict[str, Setting], protocol: ServiceProtocol, service: str,
+                       checktype: CheckType, every: int) -> _CheckSettings:
+        """What every real's check in a section shares: worked out once per section, not per real."""
 
         def get(name: str, default: Any = None) -> Any:
             return settings[name].value if name in settings else default
 
-        checktype = context.checktype
-        if checktype is CheckType.CONNECT and context.protocol is ServiceProtocol.UDP:
+        if checktype is CheckType.CONNECT and protocol is ServiceProtocol.UDP:
             checktype = CheckType.PING  # ldirectord checks UDP "connect" with ping
-        service = context.service if checktype is CheckType.NEGOTIATE else "none"
+        service = service if checktype is CheckType.NEGOTIATE else "none"
+        g = self.globals
+        own = get("checktimeout"), get("negotiatetimeout")  # this virtual's, then the global ones
+        inherited = g.checktimeout, g.negotiatetimeout
+        shared = {
+            "type": checktype, "service": service,
+            "protocol": defaults.check_protocol(protocol, checktype, service),
+            "httpmethod": get("httpmethod", "GET"),
+            "checktimeout": defaults.checktimeout(*own, *inherited),
+            "negotiatetimeout": defaults.negotiatetimeout(*own, *inherited),
+            "checkinterval": get("checkinterval", g.checkinterval),
+            "failurecount": get("failurecount", g.failurecount),
+            "successcount": get("successcount", g.successcount),
+            "fastinterval": get("fastinterval", g.fastinterval),
+            "checkcount": get("checkcount", g.checkcount),
+            "connect_every": every,
+            "login": get("login", defaults.default_login(service)),
+            "passwd": get("passwd", defaults.default_passwd(service)),
+            "database": get("database", ""), "secret": get("secret", ""),
+        }
+        receive, receive_re = get("receive", ("", None))
+        command = (get("checkcommand", defaults.DEFAULT_CHECKCOMMAND)
+                   if checktype in (CheckType.EXTERNAL, CheckType.EXTERNAL_PERL) else "")
+        return _CheckSettings(
+            checktype=checktype, service=service, shared=shared, request=get("request"), receive=receive,
+            receive_re=receive_re, checkport=get("checkport"), virtualhost=get("virtualhost"),
+            agentport=get("agentport", g.agentport), command=command)
+
+    def check(self, address: str, port: int, written: RealLine, setting: Setting,
+              context: _VirtualContext) -> CheckSpec | None:
+        settings = context.settings
+        common = context.common
+        checktype = common.checktype
+        service = common.service
         if written.request is not None:
             request_raw: str | None = written.request or None
             receive = written.receive or ""
@@ -360,10 +398,10 @@ class _Builder:
                                          f"cannot use: {exc}: {quote(setting.text)}")
                 return None
         else:
-            request_raw = get("request")
-            receive, receive_re = get("receive", ("", None))
+            request_raw = common.request
+            receive, receive_re = common.receive, common.receive_re
         target = self.web_target(service, request_raw, address,
-                                 defaults.checkport(get("checkport"), port, service), get("virtualhost"),
+                                 defaults.checkport(common.checkport, port, service), common.virtualhost,
                                  written, setting, context)
         if target is None:
             return None
@@ -378,10 +416,8 @@ class _Builder:
             return None
         if checktype is CheckType.PING or not checktype.runs:
             check_port = 0
-        command = ""
         command_args: tuple[str, ...] = ()
         if checktype in (CheckType.EXTERNAL, CheckType.EXTERNAL_PERL):
-            command = get("checkcommand", defaults.DEFAULT_CHECKCOMMAND)
             vip = str(context.fwmark) if context.fwmark is not None else bracketed(context.address or "")
             command_args = (vip, str(context.port), bracketed(address), str(port))
             check_port = check_port or port
@@ -392,29 +428,12 @@ class _Builder:
                                   lambda name: settings.get(name) or self.draft.settings.get(name))
             if tls is None:
                 return None
-        inherit = self.global_value
-        own = get("checktimeout"), get("negotiatetimeout")  # this virtual's, then the global ones
-        inherited = inherit("checktimeout"), inherit("negotiatetimeout")
         return CheckSpec(
-            type=checktype, service=service, protocol=context.protocol, family=context.family,
-            address=check_address, port=check_port, request=request, receive=receive,
+            family=context.family, address=check_address, port=check_port, request=request, receive=receive,
             receive_re=receive_re, scheme=scheme, virtualhost=virtualhost,
-            httpmethod=get("httpmethod", "GET"),
-            checktimeout=defaults.checktimeout(*own, *inherited),
-            negotiatetimeout=defaults.negotiatetimeout(*own, *inherited),
-            checkinterval=get("checkinterval", inherit("checkinterval", defaults.DEFAULT_CHECKINTERVAL)),
-            failurecount=get("failurecount", inherit("failurecount", 1)),
-            successcount=get("successcount", inherit("successcount", 1)),
-            fastinterval=get("fastinterval", inherit("fastinterval", 0.0)),
-            agentport=written.agentport or get("agentport", inherit("agentport", 0)),
-            checkcount=get("checkcount", inherit("checkcount", 1)),
-            connect_every=context.every,
-            login=get("login", defaults.default_login(service)),
-            passwd=get("passwd", defaults.default_passwd(service)),
-            database=get("database", ""), secret=get("secret", ""),
-            command=command, command_args=command_args, tls=tls,
+            agentport=written.agentport or common.agentport,
+            command=common.command, command_args=command_args, tls=tls, **common.shared,
         )
-
 
     def web_target(self, service: str, request_raw: str | None, address: str, port: int,
                    virtualhost: str | None, written: RealLine, setting: Setting,
@@ -455,6 +474,22 @@ class _Builder:
 
 
 @dataclass(frozen=True, slots=True)
+class _CheckSettings:
+    """A section's check settings as every real's CheckSpec takes them (the real may override some)."""
+
+    checktype: CheckType  # as the check runs (connect on UDP is ping)
+    service: str  # "none" unless the check negotiates
+    shared: dict[str, Any]  # CheckSpec fields no real changes
+    request: str | None  # request= as written
+    receive: str  # receive= as written
+    receive_re: str | None
+    checkport: int | None
+    virtualhost: str | None
+    agentport: int  # the section's (or global) agentport; a real's agent:PORT wins
+    command: str  # checkcommand for external checks, "" otherwise
+
+
+@dataclass(frozen=True, slots=True)
 class _VirtualContext:
     family: int
     protocol: ServiceProtocol
@@ -465,7 +500,22 @@ class _VirtualContext:
     checktype: CheckType
     every: int
     settings: dict[str, Setting]
+    common: _CheckSettings
 
+
+
+def _once_per_name(resolver: Resolver) -> Resolver:
+    """`resolver`, asked once per (name, family) in one load: a name used by many reals or virtuals
+    (or one that times out) costs one lookup, and every use of it reads the same answer."""
+    answers: dict[tuple[str, int], str | None] = {}
+
+    def resolve(host: str, family: int) -> str | None:
+        key = (host, family)
+        if key not in answers:
+            answers[key] = resolver(host, family)
+        return answers[key]
+
+    return resolve
 
 
 def build(draft: Draft, resolver: Resolver) -> tuple[Config, list[ConfigIssue], list[ConfigIssue]]:

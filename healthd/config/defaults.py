@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import socket
 
+from healthd.vocab import CheckType, ServiceProtocol
+
 DEFAULT_CHECKTIMEOUT = 5.0
 DEFAULT_NEGOTIATETIMEOUT = 30.0
 DEFAULT_CHECKINTERVAL = 10.0
@@ -33,6 +35,20 @@ def protocol_for(port_text: str | None) -> str:
     if port_text is None:
         return "fwm"
     return "udp" if port_text in ("53", "domain") else "tcp"
+
+
+def check_protocol(virtual: ServiceProtocol, checktype: CheckType, service: str) -> ServiceProtocol:
+    """The transport a check uses: its virtual's protocol, and for a firewall mark (which is none)
+    TCP, except the dns and sip negotiations, which go over UDP as for a UDP virtual.
+
+    Spelled this way, a real checked the same way in a TCP (or UDP) virtual and in a
+    firewall-mark one is one check identity, checked once.
+    """
+    if virtual is not ServiceProtocol.FWM:
+        return virtual
+    if checktype is CheckType.NEGOTIATE and service in ("dns", "sip"):
+        return ServiceProtocol.UDP
+    return ServiceProtocol.TCP
 
 
 def first_set(*values: float | None, default: float) -> float:

@@ -37,6 +37,12 @@ class BadLine:
 
 def strip_comment(text: str) -> str:
     """Cut at the first `#` that is outside double quotes."""
+    hash_at = text.find("#")
+    if hash_at < 0:
+        return text
+    quote_at = text.find('"', 0, hash_at)
+    if quote_at < 0:  # no quote before the first `#`: it starts the comment (most lines end here)
+        return text[:hash_at]
     quoted = False
     for i, ch in enumerate(text):
         if ch == '"':

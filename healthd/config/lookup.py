@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import queue
+import re
 import socket
 from collections.abc import Callable
 
@@ -57,8 +58,15 @@ def system_resolver(host: str, family: int) -> str | None:
         return None
 
 
+# A dotted IPv4 address exactly as ipaddress spells it: no leading zeros, each part 0-255.
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_CANONICAL_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+
+
 def literal_ip(host: str, family: int) -> str | None:
     """The canonical text of an IP literal of `family`, else None."""
+    if family == 4 and _CANONICAL_IPV4.fullmatch(host):
+        return host  # the common case, answered without building an address object
     try:
         addr = ipaddress.ip_address(host)
     except ValueError:

@@ -222,6 +222,15 @@ OBSOLETE = {
 }
 
 
+# Directives whose address family is fixed: True for the IPv6 spelling.
+_FAMILY_BOUND = {"real": False, "real6": True, "fallback": False, "fallback6": True}
+
+
+def _shown(item: Statement) -> str:
+    """The statement as an issue quotes it (a secret's value hidden); built only for an issue."""
+    return quote(f"{item.name}=(hidden)") if item.name in SECRET else quote(item.text)
+
+
 # --- grammar ---------------------------------------------------------------------------
 
 
@@ -278,19 +287,19 @@ class _Parser:
         value = self.value_of(item, item.name)
         if value is None:
             return None
-        shown = quote(f"{item.name}=(hidden)") if item.name in SECRET else quote(item.text)
         try:
             result = parse(value, v6)
         except v.Invalid as exc:
-            self.error(item.line, f"invalid {item.name} {shown}: {exc}")
+            self.error(item.line, f"invalid {item.name} {_shown(item)}: {exc}")
             return None
-        trouble = v.quote_trouble(value)
         if isinstance(result, v.Noted):
             note = result.note if item.name not in SECRET else "some text around the value is ignored"
-            self.warn(item.line, f"{item.name}: {note}: {shown}")
+            self.warn(item.line, f"{item.name}: {note}: {_shown(item)}")
             result = result.value
-        elif trouble is not None:
-            self.warn(item.line, f"{item.name}: {trouble}: {shown}")
+        else:
+            trouble = v.quote_trouble(value)
+            if trouble is not None:
+                self.warn(item.line, f"{item.name}: {trouble}: {_shown(item)}")
         return result
 
     def unknown(self, item: Statement, where: str) -> bool:
@@ -363,7 +372,7 @@ class _Parser:
             self.error(item.line, f"{item.name} is a global directive: write it in column 0, outside "
                                   f"any virtual section: {quote(item.text)}")
             return
-        family_bound = {"real": False, "real6": True, "fallback": False, "fallback6": True}
+        family_bound = _FAMILY_BOUND
         if item.name in family_bound and family_bound[item.name] != section.v6:
             right = item.name.removesuffix("6") + ("6" if section.v6 else "")
             kind = "virtual6" if section.v6 else "virtual"

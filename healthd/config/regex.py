@@ -9,6 +9,7 @@ Python cannot express, so that a `receive` never silently means something else.
 
 from __future__ import annotations
 
+import functools
 import re
 import warnings
 
@@ -384,6 +385,7 @@ class _Translator:
             self.top_extra += 1
 
 
+@functools.lru_cache(maxsize=1024)  # a pure function; a file repeats its receive= per virtual or real
 def translate(perl: str) -> str:
     """Return Python `re` syntax meaning the same as the Perl pattern `perl`.
 

@@ -62,7 +62,7 @@ QUOTE_LOOKALIKES = "\u201c\u201d\u201e\u201f\u2033\uff02"
 def quote_trouble(value: str) -> str | None:
     """Why the quoting of a value looks wrong, or None: typographic quotes (a word processor's
     \u201c...\u201d), or an unbalanced ASCII double quote."""
-    lookalikes = sorted({ch for ch in value if ch in QUOTE_LOOKALIKES})
+    lookalikes = [] if value.isascii() else sorted({ch for ch in value if ch in QUOTE_LOOKALIKES})
     if lookalikes:
         shown = " ".join(lookalikes)
         return (f"the value contains typographic quotes ({shown}), which are not double quotes: they "

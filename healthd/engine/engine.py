@@ -107,6 +107,7 @@ class Engine:
         self.scheduler = Scheduler(
             runner.run, self._on_outcome, agent=agent, on_agent=self._on_agent,
             interval_of=lambda spec: next_interval(spec, self.health.get(spec)),
+            fast=getattr(runner, "fast", None),  # CheckRunner's task-free checks (plain HTTP)
         )
         self.drain_poll = drain_poll  # seconds between two reads of a draining real's connections
         self.fallback_commands = FallbackCommands(self.events, command_timeout)

@@ -20,6 +20,11 @@ identity with an `agentport` gets its agent asked (`agent(identity)`) beside eve
 run, concurrently and under the same deadline; its answer (None: no answer) goes
 to `on_agent` just before the run's verdict goes to `on_outcome`.
 
+A check with a task-free form (`fast(identity)`, CheckRunner.fast: plain HTTP) is
+started straight from the tick and reports through a callback (no Task per run, see
+healthd.checks.httpfast); its deadline is the runner's, and stopping it is
+`run.cancel()`. Every other run is a task that awaits `run(spec)`.
+
 Why a timing wheel rather than one loop.call_at() per identity: at 10,000 checks a
 second, asyncio's timer heap of TimerHandle objects (compared in Python) cost about
 half of the scheduler's CPU. Here identities due in the same millisecond share a
@@ -34,19 +39,38 @@ import asyncio
 import bisect
 import dataclasses
 import heapq
+import logging
 from array import array
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from healthd.checks import failures
 from healthd.checks.agent import AgentReply
 from healthd.checks.spec import CheckSpec, CheckType, Outcome
+
+log = logging.getLogger(__name__)
 
 RunCheck = Callable[[CheckSpec], Awaitable[Outcome]]
 OnOutcome = Callable[[CheckSpec, Outcome], None]
 IntervalOf = Callable[[CheckSpec], float]
 RunAgent = Callable[[CheckSpec], Awaitable["AgentReply | None"]]
 OnAgent = Callable[[CheckSpec, "AgentReply | None"], None]
+
+
+class FastRun(Protocol):
+    """One task-free run in flight (healthd.checks.httpfast)."""
+
+    def cancel(self) -> None: ...  # abandon it: no verdict
+
+
+class FastCheck(Protocol):
+    """An identity's task-free check: launch(done, token) calls done(token, outcome) once, later."""
+
+    def launch(self, done: Callable[[_Schedule, Outcome], None], token: _Schedule) -> FastRun: ...
+
+
+FastOf = Callable[[CheckSpec], "FastCheck | None"]
 
 
 
@@ -130,8 +154,8 @@ class _Schedule:
     """The schedule of one identity."""
 
     __slots__ = (
-        "active", "bucket", "connect_spec", "deferred", "due", "interval", "overdue_at", "runs", "spec",
-        "task",
+        "active", "bucket", "connect_spec", "deferred", "due", "fast", "fast_known", "interval", "overdue_at",
+        "runs", "spec", "task",
     )
 
     def __init__(self, spec: CheckSpec) -> None:
@@ -146,7 +170,9 @@ class _Schedule:
         self.deferred = False  # this tick was already held back once
         self.active = True
         self.overdue_at = 0.0  # loop time after which the run in flight is cancelled
-        self.task: asyncio.Task[None] | None = None
+        self.task: asyncio.Task[None] | FastRun | None = None  # the run in flight
+        self.fast: FastCheck | None = None  # the task-free form of spec's check, if it has one
+        self.fast_known = False  # `fast` was asked for (at the first run: not all at start-up)
 
     def next_spec(self) -> CheckSpec:
         """The spec for the next run: numeric checktype N alternates 1 negotiate, N connects."""
@@ -174,8 +200,11 @@ class Scheduler:
     def __init__(
         self, run: RunCheck, on_outcome: OnOutcome, *, lateness_samples: int = 1 << 16,
         interval_of: IntervalOf | None = None, agent: RunAgent | None = None, on_agent: OnAgent | None = None,
+        fast: FastOf | None = None,
     ) -> None:
         self._run = run
+        self._fast = fast
+        self._fast_done_cb = self._fast_done  # one bound method, not one per run
         self._on_outcome = on_outcome
         self._interval_of = interval_of
         self._agent = agent
@@ -197,6 +226,7 @@ class Scheduler:
         self.ticks_shed = 0
         self.ticks_deferred = 0
         self.overruns = 0
+        self.turns = 0  # times the wheel's timer fired (benchmarks: wake-ups for the schedule)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -240,7 +270,7 @@ class Scheduler:
         self._driver = self._sweeper = None
         self._buckets.clear()
         self._heap.clear()
-        tasks = [s.task for s in schedules if s.task is not None]
+        tasks = [s.task for s in schedules if isinstance(s.task, asyncio.Task)]
         for sched in schedules:
             self._retire(sched)
         if tasks:
@@ -280,6 +310,7 @@ class Scheduler:
         loop = self._loop
         assert loop is not None
         self._driver = None
+        self.turns += 1
         now = loop.time()
         last = int((now + 1e-6) / self.RESOLUTION)  # asyncio may run a timer a hair early
         heap, buckets = self._heap, self._buckets
@@ -319,9 +350,27 @@ class Scheduler:
         elif sched.task is None:
             sched.deferred = False
             spec = sched.next_spec()
-            sched.task = task = loop.create_task(self._one_run(sched, spec, due))
-            sched.overdue_at = now + spec.deadline + self.GRACE
-            self._running[sched] = task
+            if not sched.fast_known:
+                sched.fast_known = True
+                if self._fast is not None and not (self._agent is not None and spec.agentport):
+                    try:
+                        sched.fast = self._fast(sched.spec)
+                    except Exception:  # as a failed launch below: tasks for this identity
+                        log.exception("task-free check of %s cannot be made", spec.target)
+            launched = None
+            if sched.fast is not None and spec is sched.spec:  # a numeric checktype's connects: tasks
+                try:
+                    launched = sched.fast.launch(self._fast_done_cb, sched)
+                except Exception:  # a bug there must not stop the wheel: this identity goes back to tasks
+                    log.exception("task-free check of %s failed to start", spec.target)
+                    sched.fast = None
+            if launched is not None:
+                self.lateness.add(now - due)
+                sched.task = launched
+            else:
+                sched.task = task = loop.create_task(self._one_run(sched, spec, due))
+                sched.overdue_at = now + spec.deadline + self.GRACE
+                self._running[sched] = task
             self.runs_started += 1
         else:
             sched.deferred = False
@@ -396,6 +445,19 @@ class Scheduler:
             self._on_outcome(sched.spec, outcome)
             if self._interval_of is not None:
                 self._retime(sched, self._interval_of(sched.spec))
+
+    def _fast_done(self, sched: _Schedule, outcome: Outcome) -> None:
+        """The verdict of a task-free run: what the end of _one_run does (no agent: those use tasks)."""
+        sched.task = None
+        self.runs_finished += 1
+        if not outcome.ok and sched.connect_spec is not None:
+            sched.runs = 0
+        if sched.active:
+            self._on_outcome(sched.spec, outcome)
+            if self._interval_of is not None:
+                interval = self._interval_of(sched.spec)
+                if interval != sched.interval:
+                    self._retime(sched, interval)
 
     def _retime(self, sched: _Schedule, interval: float) -> None:
         """Switch the schedule to `interval`: a shorter one brings the next run forward to

@@ -32,6 +32,39 @@ async def runner() -> AsyncIterator[CheckRunner]:
     await r.close()
 
 
+class FastPathRunner(CheckRunner):
+    """run() as the engine's scheduler runs a check: through CheckRunner.fast (no task: plain
+    HTTP, healthd.checks.httpfast) where the spec has that form, else as CheckRunner.run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fast_runs = 0
+
+    async def run(self, spec: CheckSpec) -> Outcome:
+        fast = self.fast(spec)
+        if fast is None:
+            return await super().run(spec)
+        self.fast_runs += 1
+        verdict: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        run = fast.launch(lambda _token, outcome: verdict.set_result(outcome), None)
+        assert not verdict.done()  # never before launch returns: the scheduler relies on it
+        try:
+            return await verdict
+        except asyncio.CancelledError:
+            run.cancel()
+            raise
+
+
+@pytest.fixture(params=["task", "fast"])
+async def either_runner(request: pytest.FixtureRequest) -> AsyncIterator[CheckRunner]:
+    """Both ways a check runs: CheckRunner.run (a task) and the scheduler's task-free path
+    (HTTPS has none: the "fast" runner runs it as a task, as the scheduler does)."""
+    r = CheckRunner() if request.param == "task" else FastPathRunner()
+    await r.start()
+    yield r
+    await r.close()
+
+
 @pytest.fixture(scope="session")
 def ca() -> trustme.CA:
     return trustme.CA()

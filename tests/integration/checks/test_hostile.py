@@ -17,6 +17,12 @@ from healthd.checks.runner import CheckRunner
 from .conftest import alongside, http_spec
 from .servers import hang, ok, serve, serve_elsewhere
 
+
+@pytest.fixture
+def runner(either_runner: CheckRunner) -> CheckRunner:
+    """Every check here runs both ways: as a task and on the scheduler's task-free path."""
+    return either_runner
+
 DEADLINE = 1.0
 PERIOD = 0.02
 MEMORY_BOUND = 16 * 1024 * 1024  # tracemalloc peak, 20 hostile checks in flight: generous

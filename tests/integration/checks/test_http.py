@@ -16,6 +16,12 @@ from .conftest import http_spec
 from .servers import ok, reply, serve
 
 
+@pytest.fixture
+def runner(either_runner: CheckRunner) -> CheckRunner:
+    """Every check here runs both ways: as a task and on the scheduler's task-free path."""
+    return either_runner
+
+
 async def test_200_is_up_and_request_is_as_configured(runner: CheckRunner) -> None:
     async with serve(ok()) as srv:
         outcome = await runner.run(http_spec(srv.port, request="/health?deep=1"))

@@ -11,6 +11,12 @@ from .conftest import http_spec
 from .servers import ok, redirect, routed, serve
 
 
+@pytest.fixture
+def runner(either_runner: CheckRunner) -> CheckRunner:
+    """Every check here runs both ways: as a task and on the scheduler's task-free path."""
+    return either_runner
+
+
 @pytest.mark.parametrize("status", ["301 Moved Permanently", "302 Found", "303 See Other",
                                     "307 Temporary Redirect", "308 Permanent Redirect"])
 async def test_redirect_to_a_matching_page_is_up(runner: CheckRunner, status: str) -> None:

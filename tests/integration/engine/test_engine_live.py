@@ -105,6 +105,9 @@ async def test_table_follows_real_servers_and_hostile_ones_hurt_nobody(reals: di
         live.engine.scheduler.lateness.reset()
         await asyncio.sleep(10 * INTERVAL)  # the hostile reals keep failing meanwhile
         after = [live.engine.health.get(c).checks for c in healthy]  # type: ignore[union-attr]
+        # plain HTTP: every identity ran on the task-free path (healthd.checks.httpfast)
+        schedules = list(live.engine.scheduler._schedules.values())
+        assert len(schedules) == 5 and all(s.fast is not None for s in schedules)
         # nobody waits behind them: ~10 checks each, where a serial checker stuck on the
         # hanging real (1 s timeout) would manage 2
         assert all(y - x >= 5 for x, y in zip(before, after, strict=True)), (before, after)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from healthd.checks.httpparse import HEAD_LIMIT, ParseState, ResponseParser
+from healthd.checks.httpparse import HEAD_LIMIT, ParseState, ResponseParser, whole_response
 
 
 def parse(raw: bytes, *, eof: bool = True, **kw: object) -> ResponseParser:
@@ -112,3 +112,61 @@ def test_any_split_of_the_bytes_gives_the_same_result(raw: bytes, cuts: list[int
     if p.state in (ParseState.HEAD, ParseState.BODY):
         p.feed_eof()
     assert (p.state, p.status, bytes(p.body)) == (whole.state, whole.status, bytes(whole.body))
+
+
+# -- whole_response: the one-read shortcut must never disagree with the parser ----------------
+
+NGINX = (b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Thu, 03 Dec 2026 07:50:27 GMT\r\n"
+         b"Content-Type: text/html\r\nContent-Length: 18\r\nConnection: close\r\n\r\nhealthd bench: ok\n")
+
+
+def _agrees(raw: bytes, limit: int = 64 * 1024) -> tuple[int, str, bytes] | None:
+    """whole_response(raw), after checking it says what the parser says whenever it says anything."""
+    whole = whole_response(raw, limit)
+    if whole is not None:
+        p = parse(raw, eof=False, body_limit=limit)
+        assert p.state is ParseState.DONE and not p.truncated, raw
+        assert whole == (p.status, p.reason, bytes(p.body)), raw
+    return whole
+
+
+def test_whole_response_reads_the_usual_answer() -> None:
+    assert _agrees(NGINX) == (200, "OK", b"healthd bench: ok\n")
+    assert _agrees(NGINX + b"trailing bytes") == (200, "OK", b"healthd bench: ok\n")
+    lower = NGINX.replace(b"Content-Length: 18", b"content-length:18 ")
+    assert _agrees(lower) == (200, "OK", b"healthd bench: ok\n")
+    assert _agrees(b"HTTP/1.0 204x No Content\r\nContent-Length: 0\r\n\r\n") is None
+
+
+@pytest.mark.parametrize("raw", [
+    NGINX[:-1],  # body incomplete: more reads to come
+    NGINX[:60],  # head incomplete
+    NGINX.replace(b"200 OK", b"404 Not Found"),  # not 2xx: the parser's
+    NGINX.replace(b"200 OK", b"204 No Content"),
+    NGINX.replace(b"Content-Length: 18\r\n", b""),  # read to EOF
+    NGINX.replace(b"Content-Length: 18", b"Content-Length: 18\r\nContent-Length: 18"),
+    NGINX.replace(b"Content-Length: 18", b"Transfer-Encoding: chunked"),
+    NGINX.replace(b"Content-Length: 18", b"Content-Length: 18\r\n Content-Length: 5"),
+    NGINX.replace(b"Content-Length: 18", b"Content-Length: +18"),
+    NGINX.replace(b"Server: nginx/1.22.1", b"Server nginx"),  # a malformed header line: the parser fails it
+    NGINX.replace(b"\r\nDate", b"\nDate"),  # a bare LF
+    NGINX.replace(b"Server: nginx/1.22.1", b"Location: /elsewhere"),
+    NGINX.replace(b"HTTP/1.1", b"HTTP/2"),
+    b"garbage\r\n\r\n",
+])
+def test_whole_response_leaves_everything_else_to_the_parser(raw: bytes) -> None:
+    assert _agrees(raw) is None
+
+
+def test_whole_response_leaves_a_body_over_the_limit_to_the_parser() -> None:
+    assert _agrees(NGINX, limit=17) is None
+    assert _agrees(NGINX, limit=18) is not None
+
+
+@given(st.lists(st.sampled_from([
+    b"HTTP/1.1 200 OK\r\n", b"HTTP/1.0 201 Created\r\n", b"HTTP/1.1 200\r\n", b"Content-Length: 3\r\n",
+    b"content-length: 2\r\n", b"Content-Length: x\r\n", b"Transfer-Encoding: chunked\r\n", b"X-A: b\r\n",
+    b"X-A\r\n", b" X: y\r\n", b"\r\n", b"\n", b"abc", b"3\r\nabc\r\n0\r\n\r\n", b"HTTP/1.1 100 Continue\r\n",
+]), max_size=8))
+def test_whole_response_never_disagrees_with_the_parser(pieces: list[bytes]) -> None:
+    _agrees(b"".join(pieces))

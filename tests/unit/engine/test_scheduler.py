@@ -226,3 +226,92 @@ async def test_late_ticks_are_deferred_not_run_in_a_burst() -> None:
     await eventually(lambda: {s for _, s, _ in got.verdicts} == set(specs))
     await sched.stop()
     assert sched.stats().ticks_shed == 0
+
+
+# -- task-free runs (Scheduler(fast=...), CheckRunner.fast in the daemon) ----------------------
+
+class FakeFastRun:
+    def __init__(self, check: FakeFast, done, token) -> None:  # type: ignore[no-untyped-def]
+        self.cancelled = False
+        self.handle = asyncio.get_running_loop().call_later(check.delay, self._finish, check, done, token)
+
+    def _finish(self, check: FakeFast, done, token) -> None:  # type: ignore[no-untyped-def]
+        check.in_flight -= 1
+        done(token, Outcome(check.ok, "fast", check.delay))
+
+    def cancel(self) -> None:
+        if not self.cancelled and not self.handle.cancelled():
+            self.cancelled = True
+            self.handle.cancel()
+
+
+class FakeFast:
+    """A task-free check: its verdict comes by callback `delay` seconds after launch."""
+
+    def __init__(self, delay: float = 0.0, ok: bool = True) -> None:
+        self.delay, self.ok = delay, ok
+        self.launched: list[FakeFastRun] = []
+        self.in_flight = 0
+
+    def launch(self, done, token) -> FakeFastRun:  # type: ignore[no-untyped-def]
+        self.in_flight += 1
+        run = FakeFastRun(self, done, token)
+        self.launched.append(run)
+        return run
+
+
+async def test_fast_checks_run_without_tasks_and_report_like_tasks() -> None:
+    runner, got = ScriptedRunner(), Collector()
+    fast = {spec("10.0.4.1", checkinterval=0.05): FakeFast()}
+    plain = spec("10.0.4.2", checkinterval=0.05)
+    sched = Scheduler(runner.run, got, fast=fast.get)
+    sched.start([*fast, plain])
+    await eventually(lambda: len({s for _, s, _ in got.verdicts}) == 2 and len(got.verdicts) >= 6)
+    await sched.stop()
+    (fast_spec, check), = fast.items()
+    assert len(check.launched) >= 2
+    assert all(s is plain for _, s in runner.runs)  # the fast identity never went through run()
+    assert {o.detail for _, s, o in got.verdicts if s is fast_spec} == {"fast"}
+    stats = sched.stats()
+    assert stats.runs_finished <= stats.lateness_samples <= stats.runs_started
+
+
+async def test_a_fast_run_in_flight_skips_ticks_and_stop_cancels_it() -> None:
+    runner, got = ScriptedRunner(), Collector()
+    check = FakeFast(delay=0.3)
+    s = spec("10.0.4.3", checkinterval=0.05)
+    sched = Scheduler(runner.run, got, fast={s: check}.get)
+    sched.start([s])
+    await eventually(lambda: sched.stats().ticks_skipped >= 2)
+    assert len(check.launched) == 1 and check.in_flight == 1
+    await sched.stop()
+    assert check.launched[0].cancelled
+    await asyncio.sleep(0.35)
+    assert got.verdicts == []  # a cancelled run gives no verdict
+
+
+async def test_numeric_checktype_connects_go_through_run_while_negotiates_are_fast() -> None:
+    runner, got = ScriptedRunner(), Collector()
+    s = spec("10.0.4.4", checkinterval=0.03, connect_every=2)
+    check = FakeFast()
+    sched = Scheduler(runner.run, got, fast={s: check}.get)
+    sched.start([s])
+    await eventually(lambda: len(got.verdicts) >= 6)
+    await sched.stop()
+    assert runner.runs and all(r.type is CheckType.CONNECT for _, r in runner.runs)
+    assert len(check.launched) >= 2
+
+
+async def test_a_task_free_check_that_fails_to_start_falls_back_to_run(caplog) -> None:  # type: ignore[no-untyped-def]
+    class Broken:
+        def launch(self, done, token):  # type: ignore[no-untyped-def]
+            raise RuntimeError("bug")
+
+    runner, got = ScriptedRunner(), Collector()
+    s = spec("10.0.4.5", checkinterval=0.03)
+    sched = Scheduler(runner.run, got, fast={s: Broken()}.get)
+    sched.start([s])
+    await eventually(lambda: len(got.verdicts) >= 3)  # the wheel kept turning, through run()
+    await sched.stop()
+    assert all(r is s for _, r in runner.runs) and len(runner.runs) >= 3
+    assert "failed to start" in caplog.text
