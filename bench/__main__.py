@@ -11,6 +11,7 @@ BENCHMARKS = {
     "engine": "bench.engine",
     "hotpath": "bench.hotpath",
     "ipvs": "bench.ipvs",
+    "kstart": "bench.ipvs",
     "outputs": "bench.outputs",
     "reconcile": "bench.reconcile",
     "reload": "bench.reload",

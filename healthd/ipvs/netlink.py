@@ -19,15 +19,27 @@ from typing import TypeVar
 
 from healthd.ipvs import genl
 from healthd.ipvs.backend import AlreadyExists, IPVSError, NotFound, Unavailable
-from healthd.ipvs.model import AddService, EditService, Entry, Operation, Table, describe_op
+from healthd.ipvs.model import (
+    AddService,
+    Dest,
+    DestKey,
+    EditService,
+    Entry,
+    Operation,
+    ServiceKey,
+    Table,
+    describe_op,
+)
 from healthd.process import run_process
 
 SOL_NETLINK = 270
 NETLINK_GENERIC = 16
 NETLINK_CAP_ACK = 10  # ACKs without a copy of the request: smaller, so more fit in the buffer
-SO_RCVBUFFORCE = 33
-BATCH = 256  # requests per datagram; their ACKs must fit in the receive buffer
+SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33
+BATCH = 1024  # requests per datagram (~140 KB); the refusals of a whole batch fit in the receive buffer,
+# and the kernel works through one in a few ms, so the event loop is not held long
 RCVBUF = 8 << 20
+SNDBUF = 1 << 20  # a whole batch goes out in one datagram, which must fit in the send buffer
 FAMILY_LOOKUP_TIMEOUT = 10.0  # seconds; the kernel answers at once, but never hang a start on it
 
 T = TypeVar("T")
@@ -94,6 +106,10 @@ def _open_socket() -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
     except PermissionError:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, SNDBUF)
+    except PermissionError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SNDBUF)
     sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
     sock.setblocking(False)
     sock.bind((0, 0))
@@ -192,20 +208,33 @@ class NetlinkTable:
         table: dict = {}
         for svc in services:
             await asyncio.sleep(0)  # a big table takes a while to read: let health checks run meanwhile
-            seq = self._next_seq()
-            family = svc.key.family
-            try:
-                dests = await self._dump(genl.dump_dests(self._family_id, seq, svc.key), seq,
-                                         lambda p, f=family: genl.decode_dest(p, f))
-            except IPVSError as e:
-                if e.errno == errno.ESRCH:
-                    continue  # deleted between the two dumps
-                raise
-            table[svc.key] = Entry(svc, {d.key: d for d in dests})
+            dests = await self._dump_dests(svc.key)
+            if dests is not None:  # None: deleted between the two dumps
+                table[svc.key] = Entry(svc, dests)
         return table
 
+    async def _dump_dests(self, key: ServiceKey) -> dict[DestKey, Dest] | None:
+        """The real servers of one service; None when the service is gone."""
+        seq = self._next_seq()
+        await asyncio.get_running_loop().sock_sendall(self._sock, genl.dump_dests(self._family_id, seq, key))
+        decoder = genl.DestDecoder(key.family)
+        out: dict[DestKey, Dest] = {}
+        while True:
+            code = decoder.feed(await self._recv(), seq, out)
+            if code == 0:
+                return out
+            if code == errno.ESRCH:
+                return None
+            if code is not None:
+                raise IPVSError(f"dump the IPVS table: {os.strerror(code)}", code)
+
     async def apply_all(self, ops: Sequence[Operation]) -> list[IPVSError | None]:
-        """Carry out `ops` in order; the error of each (None when it succeeded)."""
+        """Carry out `ops` in order; the error of each (None when it succeeded).
+
+        BATCH requests go out in one datagram and only the last asks for an ACK (genl.encode_batch): the
+        kernel answers the others only when it refuses one, with that request's sequence number, so a
+        refusal still costs only its own entry and is pinned to it, and the batch's ACK ends the reading.
+        """
         results: list[IPVSError | None] = [None] * len(ops)
         loop = asyncio.get_running_loop()
         async with self._lock:
@@ -215,19 +244,37 @@ class NetlinkTable:
                         await asyncio.sleep(0)  # as in dump: do not hold the event loop for the whole table
                     chunk = ops[start:start + BATCH]
                     base = self._next_seq(len(chunk))
-                    data = b"".join(genl.encode(self._family_id, base + i, op) for i, op in enumerate(chunk))
-                    await loop.sock_sendall(self._sock, data)
-                    pending = len(chunk)
-                    while pending:
-                        for kind, _flags, seq, payload in genl.messages(await self._recv()):
-                            i = seq - base
-                            if kind != genl.NLMSG_ERROR or not 0 <= i < len(chunk):
-                                continue
-                            pending -= 1
-                            code = genl.error_code(payload)
-                            if code:
-                                results[start + i] = error_for(code, chunk[i])
+                    await loop.sock_sendall(self._sock, genl.encode_batch(self._family_id, base, chunk))
+                    if not await self._read_answers(chunk, base, results, start):
+                        self._sock.close()  # answers were lost: start the next batch on a clean socket
+                        self._sock = _open_socket()
         return results
+
+    async def _read_answers(self, chunk: Sequence[Operation], base: int, results: list[IPVSError | None],
+                            start: int) -> bool:
+        """Read the kernel's answers to one batch into `results` until the last request's ACK; False when
+        the receive buffer overflowed (ENOBUFS), so some refusals are unknown: every request not known to
+        be refused then counts as failed with ENOBUFS, which the reconciler retries after a fresh dump."""
+        last = len(chunk) - 1
+        while True:
+            try:
+                data = await self._recv()
+            except IPVSError as e:
+                if e.errno != errno.ENOBUFS:
+                    raise
+                for i, op in enumerate(chunk):
+                    if results[start + i] is None:
+                        results[start + i] = error_for(errno.ENOBUFS, op)
+                return False
+            for kind, _flags, seq, payload in genl.messages(data):
+                i = seq - base
+                if kind != genl.NLMSG_ERROR or not 0 <= i <= last:
+                    continue  # a late answer to an abandoned request
+                code = genl.error_code(payload)
+                if code:
+                    results[start + i] = error_for(code, chunk[i])
+                if i == last:
+                    return True
 
     async def apply(self, op: Operation) -> None:
         (error,) = await self.apply_all([op])

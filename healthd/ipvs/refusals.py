@@ -107,12 +107,16 @@ class RefusalBook:
 
     def accepted(self, op: Operation) -> Refusal | None:
         """`op` went through, so its entry is no longer refused; the refusal this ends, if any."""
+        if not self._refused:  # the usual case, once per operation of a 10,000-real start: no lookup
+            return None
         return self._refused.pop(entry_key(op), None)
 
     def held(self, op: Operation) -> bool:
         """Leave `op` out of this sync: its entry was refused, the back-off runs, and the operation is
         the same as the one refused (a changed one is tried at once). A service's real servers wait
         with their service."""
+        if not self._refused:
+            return False
         service, dest = entry_key(op)
         if dest is not None:
             parent = self._refused.get((service, None))

@@ -42,9 +42,12 @@ class FakeKernel:
         while True:
             data = await loop.sock_recv(self.ours, 1 << 20)
             out = b""
-            for _kind, _flags, seq, payload in genl.messages(data):
+            for _kind, flags, seq, payload in genl.messages(data):
                 self.requests += 1
-                out += b"".join(self.answer(payload[0], seq, payload))
+                for part in self.answer(payload[0], seq, payload):
+                    # as netlink_rcv_skb: a request without NLM_F_ACK is answered only when it fails
+                    if flags & genl.NLM_F_ACK or part != ack(seq):
+                        out += part
             await loop.sock_sendall(self.ours, out)
 
 
@@ -116,3 +119,57 @@ async def test_dump_reads_services_then_their_reals(kernel_and_table) -> None:
     _, table = kernel_and_table
     got = await table.dump()
     assert got == {s.key: Entry(s, {d.key: d for d in DESTS[s.key]}) for s in SERVICES}
+
+
+def refuse_across_batches(cmd: int, seq: int, payload: memoryview) -> list[bytes]:
+    # the last request of the first batch, one in the middle of the second, the very last one
+    return [ack(seq, errno.ERANGE if seq in (BATCH, BATCH + 500, 2 * BATCH + 100) else 0)]
+
+
+BATCH = 1024
+
+
+@pytest.mark.parametrize("kernel_and_table", [refuse_across_batches], indirect=True)
+async def test_one_ack_per_batch_and_refusals_pinned_to_their_requests(kernel_and_table) -> None:
+    from healthd.ipvs import netlink
+
+    assert netlink.BATCH == BATCH
+    fake, table = kernel_and_table
+    ops = [AddDest(TCP, Dest(f"10.8.{i // 250}.{i % 250 + 1}", 80)) for i in range(2 * BATCH + 100)]
+    received = 0
+    real_recv = table._recv
+
+    async def counting_recv() -> memoryview:
+        nonlocal received
+        received += 1
+        return await real_recv()
+
+    table._recv = counting_recv  # type: ignore[method-assign]
+    results = await table.apply_all(ops)
+    assert fake.requests == len(ops)
+    refused = {i for i, r in enumerate(results) if r is not None}
+    assert refused == {BATCH - 1, BATCH + 499, 2 * BATCH + 99}
+    assert all(r is None or r.errno == errno.ERANGE for r in results)
+    assert "add real 10.8.6.24:80 " in str(results[BATCH + 499])  # op 1523: the real the kernel refused
+    assert received <= 3  # one datagram of answers per batch, not one receive per request
+
+
+def ok(cmd: int, seq: int, payload: memoryview) -> list[bytes]:
+    return [ack(seq)]
+
+
+@pytest.mark.parametrize("kernel_and_table", [ok], indirect=True)
+async def test_lost_answers_count_as_enobufs_and_the_socket_is_replaced(kernel_and_table) -> None:
+    """The receive buffer overflowed (ENOBUFS): the batch's unknown results are transient failures (the
+    reconciler dumps and tries again), and the next batch starts on a new socket."""
+    _, table = kernel_and_table
+
+    async def overflowed() -> memoryview:
+        raise IPVSError("netlink receive failed: No buffer space available", errno.ENOBUFS)
+
+    table._recv = overflowed  # type: ignore[method-assign]
+    old = table._sock
+    results = await table.apply_all([AddDest(TCP, Dest("10.9.0.1", 80)), AddDest(TCP, Dest("10.9.0.2", 80))])
+    assert [r.errno if r else None for r in results] == [errno.ENOBUFS, errno.ENOBUFS]
+    assert "10.9.0.2:80" in str(results[1])
+    assert table._sock is not old and old.fileno() == -1
