@@ -54,6 +54,13 @@ _READ_OR_ERROR = select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP
 _DEFAULT_PORT = {"http": 80, "https": 443}
 
 
+def wants_more(state: ParseState, parser: ResponseParser, decide_on_status: bool) -> bool:
+    """The answer read so far cannot decide the check: its head is incomplete, or a 2xx body is
+    still needed (for `receive`); a non-2xx status decides at once, whatever follows it."""
+    return state is ParseState.HEAD or (
+        state is ParseState.BODY and not decide_on_status and 200 <= parser.status < 300)
+
+
 def host_header(spec: CheckSpec) -> str:
     """The Host header: `virtualhost` as written, else the real's address and non-default port."""
     if spec.virtualhost:
@@ -221,9 +228,7 @@ class _Exchange:
         if not data:
             parser.feed_eof()
         else:
-            state = parser.feed(data)
-            if state is ParseState.HEAD or (
-                    state is ParseState.BODY and not self.decide_on_status and 200 <= parser.status < 300):
+            if wants_more(parser.feed(data), parser, self.decide_on_status):
                 return
         self._settle(None)
 

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from healthd.checks import failures, http
 from healthd.checks.context import CheckContext
 from healthd.checks.deadlines import Deadlines
-from healthd.checks.httpparse import ParseState, ResponseParser, whole_response
+from healthd.checks.httpparse import ResponseParser, whole_response
 from healthd.checks.receive import BadPattern, compiled
 from healthd.checks.redirect import REDIRECT_STATUSES
 from healthd.checks.sockets import LINGER_RST
@@ -205,9 +205,7 @@ class _Run:
         if not data:
             parser.feed_eof()
         else:
-            state = parser.feed(data)
-            if state is ParseState.HEAD or (
-                    state is ParseState.BODY and not plan.decide_on_status and 200 <= parser.status < 300):
+            if http.wants_more(parser.feed(data), parser, plan.decide_on_status):
                 return
         if parser.status in REDIRECT_STATUSES:
             self._follow(parser)
