@@ -23,7 +23,7 @@ from healthd.daemon.systemd import Notifier
 from healthd.daemon.wiring import build_engine
 from healthd.demo import free_port
 from healthd.ipvs.netlink import NetlinkTable
-from tests.integration.daemon.helpers import WebServer
+from tests.integration.daemon.helpers import WebServer, web_servers
 from tests.integration.web.common import per_real, scrape
 from tests.kernel.conftest import ipvsadm
 
@@ -56,11 +56,8 @@ def config(port: int) -> str:
 @pytest.fixture
 async def reals() -> AsyncIterator[list[WebServer]]:
     await asyncio.to_thread(subprocess.run, ["ip", "link", "set", "lo", "up"], check=True)
-    port = free_port(ADDRESSES)
-    servers = [await WebServer(a, port).start() for a in ADDRESSES]
-    yield servers
-    for server in servers:
-        await server.stop()
+    async with web_servers(ADDRESSES) as servers:
+        yield servers
 
 
 @contextlib.asynccontextmanager

@@ -7,7 +7,7 @@ import contextlib
 import os
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,20 @@ class WebServer:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def web_servers(addresses: list[str]) -> AsyncIterator[list[WebServer]]:
+    """One WebServer per address, all on one free port, stopped when the block ends."""
+    from healthd.demo import free_port
+
+    port = free_port(addresses)
+    servers = [await WebServer(a, port).start() for a in addresses]
+    try:
+        yield servers
+    finally:
+        for server in servers:
+            await server.stop()
 
 
 def config_text(vip: str, port: int, reals: list[str], *, weight: int = 2, head: str = "") -> str:

@@ -19,9 +19,8 @@ from pathlib import Path
 import pytest
 
 from healthd.daemon.logs import MASK
-from healthd.demo import free_port
 from tests.integration.alerts.mta import Exim, Received
-from tests.integration.daemon.helpers import Healthd, WebServer, config_text, reals_of
+from tests.integration.daemon.helpers import Healthd, WebServer, config_text, reals_of, web_servers
 from tests.integration.services.servers import workdir
 
 pytestmark = pytest.mark.root  # exim switches to its own user: only root may start it
@@ -41,11 +40,8 @@ def exim() -> Iterator[Exim]:
 
 @pytest.fixture
 async def servers() -> AsyncIterator[list[WebServer]]:
-    port = free_port(ADDRESSES)
-    started = [await WebServer(a, port).start() for a in ADDRESSES]
-    yield started
-    for server in started:
-        await server.stop()
+    async with web_servers(ADDRESSES) as started:
+        yield started
 
 
 def status_of(mail: Received) -> str:

@@ -25,6 +25,7 @@ from tests.integration.daemon.helpers import (
     WebServer,
     config_text,
     reals_of,
+    web_servers,
 )
 
 VIP = "127.0.0.100"
@@ -41,11 +42,8 @@ virtual={vip}:{port}
 
 @pytest.fixture
 async def servers():
-    port = free_port(ADDRESSES)
-    started = [await WebServer(a, port).start() for a in ADDRESSES]
-    yield started
-    for server in started:
-        await server.stop()
+    async with web_servers(ADDRESSES) as started:
+        yield started
 
 
 async def test_systemd_style_lifecycle(tmp_path: Path, servers: list[WebServer]) -> None:

@@ -18,8 +18,7 @@ from typing import Any
 import pytest
 
 from healthd.daemon import control, pidfile
-from healthd.demo import free_port
-from tests.integration.daemon.helpers import Healthd, WebServer, config_text, reals_of
+from tests.integration.daemon.helpers import Healthd, WebServer, config_text, reals_of, web_servers
 
 VIP = "127.0.0.140"
 ADDRESSES = ["127.0.0.42", "127.0.0.43", "127.0.0.44"]
@@ -27,11 +26,8 @@ ADDRESSES = ["127.0.0.42", "127.0.0.43", "127.0.0.44"]
 
 @pytest.fixture
 async def servers() -> AsyncIterator[list[WebServer]]:
-    port = free_port(ADDRESSES)
-    started = [await WebServer(a, port).start() for a in ADDRESSES]
-    yield started
-    for server in started:
-        await server.stop()
+    async with web_servers(ADDRESSES) as started:
+        yield started
 
 
 def write(path: Path, vip_port: int, real: WebServer, logdir: Path, execute: list[Path]) -> None:

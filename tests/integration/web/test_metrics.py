@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 
 from healthd.daemon import control
-from healthd.demo import free_port
-from tests.integration.daemon.helpers import WebServer, config_text
+from tests.integration.daemon.helpers import WebServer, config_text, web_servers
 
 from .common import daemon_with_http, get, per_real, scrape, table_weights, until
 
@@ -27,11 +26,8 @@ ADDRESSES = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
 
 @pytest.fixture
 async def reals() -> AsyncIterator[list[WebServer]]:
-    port = free_port(ADDRESSES)
-    servers = [await WebServer(a, port).start() for a in ADDRESSES]
-    yield servers
-    for server in servers:
-        await server.stop()
+    async with web_servers(ADDRESSES) as servers:
+        yield servers
 
 
 async def test_metrics_follow_the_reals_and_the_table(tmp_path: Path, reals: list[WebServer]) -> None:

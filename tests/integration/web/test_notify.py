@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from healthd.daemon.notify import NotifyHooks
-from healthd.demo import free_port
-from tests.integration.daemon.helpers import WebServer, config_text
+from tests.integration.daemon.helpers import WebServer, config_text, web_servers
 
 from .common import daemon_with_http, table_weights, until
 
@@ -32,11 +31,8 @@ esac
 
 @pytest.fixture
 async def reals() -> AsyncIterator[list[WebServer]]:
-    port = free_port(ADDRESSES)
-    servers = [await WebServer(a, port).start() for a in ADDRESSES]
-    yield servers
-    for server in servers:
-        await server.stop()
+    async with web_servers(ADDRESSES) as servers:
+        yield servers
 
 
 def alive(pid: int) -> bool:

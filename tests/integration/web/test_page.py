@@ -18,8 +18,7 @@ from typing import Any
 
 import pytest
 
-from healthd.demo import free_port
-from tests.integration.daemon.helpers import WebServer, config_text
+from tests.integration.daemon.helpers import WebServer, config_text, web_servers
 
 from .common import daemon_with_http
 
@@ -52,11 +51,8 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 async def reals() -> AsyncIterator[list[WebServer]]:
-    port = free_port(ADDRESSES)
-    servers = [await WebServer(a, port).start() for a in ADDRESSES]
-    yield servers
-    for server in servers:
-        await server.stop()
+    async with web_servers(ADDRESSES) as servers:
+        yield servers
 
 
 async def wait_in_browser(condition: Callable[[], Any], what: str, limit: float = 20.0) -> Any:
